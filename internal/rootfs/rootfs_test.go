@@ -34,9 +34,9 @@ func tree(t *testing.T) string {
 	mk("usr/lib/os-release", "ID=debian\n")
 	mk("usr/bin/true", "bin")
 	mk("usr/share/zoneinfo/UTC", "TZif")
-	ln("../usr/lib/os-release", "etc/os-release")     // relative, as Debian ships it
-	ln("usr/bin", "bin")                              // merged /usr
-	ln("/usr/share/zoneinfo/UTC", "etc/localtime")    // absolute: must stay inside the root
+	ln("../usr/lib/os-release", "etc/os-release")       // relative, as Debian ships it
+	ln("usr/bin", "bin")                                // merged /usr
+	ln("/usr/share/zoneinfo/UTC", "etc/localtime")      // absolute: must stay inside the root
 	ln("/../../../../usr/lib/os-release", "etc/escape") // tries to climb out
 	ln("loop2", "loop1")
 	ln("loop1", "loop2")
