@@ -20,6 +20,7 @@ need=(
   "osslsigncode osslsigncode"
   "flock util-linux"
   "python3 python3"
+  "bc bc"
 )
 files=(
   "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf"

@@ -63,7 +63,7 @@ const maxGPTArray = 1 << 20
 // ReadTable reads the partition table of a disk of the given size.
 func ReadTable(r io.ReaderAt, size int64) (*Table, error) {
 	if size < SectorSize {
-		return nil, &Error{0, fmt.Sprintf("disk of %d bytes is too small for a partition table", size)}
+		return nil, &Error{0, fmt.Sprintf("%d bytes is too small to be a disk image", size)}
 	}
 	lba0 := make([]byte, SectorSize*2)
 	if n, err := r.ReadAt(lba0, 0); n < len(lba0) && size >= int64(len(lba0)) {
@@ -102,7 +102,10 @@ func readGPT(r io.ReaderAt, size int64) (*Table, error) {
 		// The primary may be damaged while the backup is fine: go-diskfs falls back
 		// only on content errors, so only give up when the backup is unusable too.
 		if errBackup := checkGPTHeader(r, size-SectorSize); errBackup != nil {
-			return nil, err
+			var pe, be *Error
+			errors.As(err, &pe)
+			errors.As(errBackup, &be)
+			return nil, &Error{SectorSize, fmt.Sprintf("both GPT headers are invalid: primary: %s; backup at offset 0x%x: %s", pe.Reason, be.Offset, be.Reason)}
 		}
 	}
 	t, err := gpt.Read(&file{r: r, size: size}, SectorSize, SectorSize)

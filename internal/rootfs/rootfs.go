@@ -11,6 +11,7 @@ package rootfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
@@ -45,6 +46,12 @@ var (
 	_ fs.ReadLinkFS = (*FS)(nil)
 )
 
+// maxPath is Linux's PATH_MAX: no real path is longer.
+const maxPath = 4096
+
+// ErrNameTooLong reports a path longer than PATH_MAX.
+var ErrNameTooLong = errors.New("rootfs: file name too long")
+
 // ErrTooManyLinks reports a symlink loop or an over-long chain.
 var ErrTooManyLinks = errors.New("rootfs: too many levels of symbolic links")
 
@@ -53,6 +60,9 @@ var ErrTooManyLinks = errors.New("rootfs: too many levels of symbolic links")
 func (f *FS) Resolve(name string, follow bool) (string, error) {
 	if !fs.ValidPath(name) {
 		return "", &fs.PathError{Op: "resolve", Path: name, Err: fs.ErrInvalid}
+	}
+	if len(name) > maxPath {
+		return "", &fs.PathError{Op: "resolve", Path: name[:64] + "...", Err: ErrNameTooLong}
 	}
 	links := 0
 	var done []string // resolved elements so far
@@ -182,7 +192,15 @@ func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
 	return entries, nil
 }
 
-// ReadFile reads the whole file name.
+// MaxReadFile bounds ReadFile: vouch reads configuration files, boot loaders and
+// kernels, never anything near this size, and a corrupt inode can claim any size.
+const MaxReadFile = 1 << 30
+
+// ErrNoProgress is returned when a file's reader keeps returning no data and no
+// error, as a reader confused by corrupt metadata can.
+var ErrNoProgress = errors.New("rootfs: file reader makes no progress")
+
+// ReadFile reads the whole file name: exactly as many bytes as its size says.
 func (f *FS) ReadFile(name string) ([]byte, error) {
 	file, err := f.Open(name)
 	if err != nil {
@@ -196,18 +214,31 @@ func (f *FS) ReadFile(name string) ([]byte, error) {
 	if info.IsDir() {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: errors.New("is a directory")}
 	}
-	buf := make([]byte, 0, max(info.Size(), 0)+1)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := file.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return buf, nil
-			}
-			return buf, err
-		}
+	return readAll(file, name, info.Size())
+}
+
+func readAll(r io.Reader, name string, size int64) ([]byte, error) {
+	if size < 0 || size > MaxReadFile {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: fmt.Errorf("file size %d is beyond what vouch reads (%d)", size, MaxReadFile)}
 	}
+	buf := make([]byte, size)
+	got, stalls := 0, 0
+	for got < len(buf) {
+		n, err := r.Read(buf[got:])
+		got += n
+		if err == io.EOF {
+			return buf[:got], nil
+		}
+		if err != nil {
+			return buf[:got], err
+		}
+		if n == 0 {
+			if stalls++; stalls > 100 {
+				return buf[:got], &fs.PathError{Op: "read", Path: name, Err: ErrNoProgress}
+			}
+			continue
+		}
+		stalls = 0
+	}
+	return buf, nil
 }

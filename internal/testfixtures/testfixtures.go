@@ -1,0 +1,83 @@
+// Package testfixtures gives tests the real artefacts they run against — Debian's
+// signed boot packages and images built from them — building them on first use
+// with the repository's scripts and caching them under .cache/ (git-ignored).
+// Tests never skip for a missing fixture: they build it, or fail saying why.
+package testfixtures
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// Repo returns the repository root.
+func Repo() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Dir is where built fixtures live: $VOUCH_FIXTURES, or .cache/fixtures.
+func Dir() string {
+	if d := os.Getenv("VOUCH_FIXTURES"); d != "" {
+		return d
+	}
+	return filepath.Join(Repo(), ".cache", "fixtures")
+}
+
+// Shared returns the path of a file in ../shared/data (public reference data).
+func Shared(parts ...string) string {
+	return filepath.Join(append([]string{Repo(), "..", "shared", "data"}, parts...)...)
+}
+
+var mu sync.Mutex
+
+// Path returns the path of fixture name (e.g. "debian.raw"), building it with
+// scripts/build-fixtures.sh when it is missing (the script caches and locks).
+func Path(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(Dir(), name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	script(t, "build-fixtures.sh", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("fixture %s was not built by scripts/build-fixtures.sh: %v", name, err)
+	}
+	return p
+}
+
+// Deb returns the path of a file extracted from Debian's signed packages by
+// scripts/fetch-debs.sh, relative to .cache/debs/x (e.g.
+// "shim-signed/usr/lib/shim/shimx64.efi.signed").
+func Deb(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join(Repo(), ".cache", "debs", "x", rel)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	script(t, "fetch-debs.sh")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is not in Debian's packages as fetched by scripts/fetch-debs.sh: %v", rel, err)
+	}
+	return p
+}
+
+func script(t testing.TB, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(Repo(), "scripts", name), args...)
+	cmd.Dir = Repo()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/%s %v failed (run make deps first?): %v\n%s", name, args, err, out)
+	}
+}
