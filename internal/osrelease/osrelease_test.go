@@ -71,3 +71,16 @@ func TestLifecycle(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(debian12))
+	f.Add([]byte("ID=\"x\\\"\nVERSION_ID='1\n=\n\x00\xff"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		info := Parse(b)
+		if info.ID == "" {
+			t.Fatal("empty ID: os-release(5) defaults it to linux")
+		}
+		Lookup(info)
+		_ = info.String()
+	})
+}
