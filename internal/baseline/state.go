@@ -1,0 +1,240 @@
+package baseline
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/osrelease"
+	"github.com/vouch-dev/vouch/internal/rootfs"
+	"github.com/vouch-dev/vouch/internal/target"
+)
+
+// State is what the rules of one scan share: the target's root and the facts
+// parsed from it, each read once.
+type State struct {
+	Root  *rootfs.FS
+	Live  bool
+	Image *target.Image
+	// ESP is the EFI System Partition when the target has one; its GRUB
+	// configuration is a source of the kernel command line.
+	ESP     fs.FS
+	ESPPath string
+
+	mu   sync.Mutex
+	memo map[string]*memoEntry
+}
+
+type memoEntry struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+type stateKey struct{}
+
+// StateFor returns the State of env, creating it on first use.
+func StateFor(env *check.Env) *State {
+	if env.Values == nil {
+		env.Values = map[any]any{}
+	}
+	if s, ok := env.Values[stateKey{}].(*State); ok {
+		return s
+	}
+	t := env.Target
+	s := NewState(t.Root, t.Kind == target.KindLive)
+	s.Image, s.ESP, s.ESPPath = t.Image, t.ESP, t.ESPPath
+	env.Values[stateKey{}] = s
+	return s
+}
+
+// NewState returns a State over root.
+func NewState(root *rootfs.FS, live bool) *State {
+	return &State{Root: root, Live: live, memo: map[string]*memoEntry{}}
+}
+
+// cached computes f once per key.
+func cached[T any](s *State, key string, f func() (T, error)) (T, error) {
+	s.mu.Lock()
+	e, ok := s.memo[key]
+	if !ok {
+		e = &memoEntry{}
+		s.memo[key] = e
+	}
+	s.mu.Unlock()
+	e.once.Do(func() { e.v, e.err = f() })
+	v, _ := e.v.(T)
+	return v, e.err
+}
+
+// ConfigError is a configuration file vouch cannot use: binary content, an
+// Include loop, a malformed line where one matters.
+type ConfigError struct {
+	Path   string
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return "baseline: " + e.Path + ": " + e.Reason }
+
+// readText reads a text file. A missing file is (nil, nil) with exists false;
+// binary content is a *ConfigError.
+func (s *State) readText(name string) (text string, exists bool, err error) {
+	type res struct {
+		t  string
+		ok bool
+	}
+	r, err := cached(s, "text:"+name, func() (res, error) {
+		b, err := s.readAll(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return res{}, nil
+		}
+		if err != nil {
+			return res{ok: true}, fmt.Errorf("baseline: read %s: %w", name, err)
+		}
+		if !isText(b) {
+			return res{ok: true}, &ConfigError{Path: name, Reason: "not a text file (binary content)"}
+		}
+		return res{string(b), true}, nil
+	})
+	return r.t, r.ok, err
+}
+
+// readAll reads a whole file without trusting its stated size: files under
+// /proc report size 0.
+func (s *State) readAll(name string) ([]byte, error) {
+	f, err := s.Root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.IsDir() {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: errors.New("is a directory")}
+	}
+	return io.ReadAll(f)
+}
+
+func isText(b []byte) bool {
+	return bytes.IndexByte(b, 0) < 0 && utf8.Valid(b)
+}
+
+// lines splits text into lines without trailing CR.
+func lines(text string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 64*1024), 4<<20)
+	for sc.Scan() {
+		out = append(out, strings.TrimRight(sc.Text(), "\r"))
+	}
+	return out
+}
+
+// glob lists files of dir whose names end in suffix, sorted, skipping
+// directories. A missing dir is no files.
+func (s *State) glob(dir, suffix string) ([]string, error) {
+	ents, err := s.Root.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("baseline: read directory %s: %w", dir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), suffix) && !e.IsDir() {
+			out = append(out, path.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// exists reports whether name exists (following symlinks).
+func (s *State) exists(name string) bool {
+	_, err := s.Root.Stat(name)
+	return err == nil
+}
+
+type osDesc struct {
+	ids  []string
+	desc string
+}
+
+func (o *osDesc) matches(platforms []string) bool {
+	for _, p := range platforms {
+		for _, id := range o.ids {
+			if p == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// OS returns the target's os-release identity, nil when it has none.
+func (s *State) OS() *osDesc {
+	o, _ := cached(s, "os", func() (*osDesc, error) {
+		info, err := osrelease.Read(s.Root)
+		if err != nil {
+			return nil, err
+		}
+		return &osDesc{ids: append([]string{info.ID}, info.IDLike...), desc: info.String()}, nil
+	})
+	return o
+}
+
+// owner returns the uid and gid of a file, from the directory reader's stat
+// or from the image readers' inodes.
+func owner(info fs.FileInfo) (uid, gid uint32, ok bool) {
+	if st, isStat := info.Sys().(*syscall.Stat_t); isStat {
+		return st.Uid, st.Gid, true
+	}
+	// The ext4 and XFS readers keep the inode unexported and return nil from
+	// Sys; read the owner fields without modifying anything.
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	v := reflect.Indirect(reflect.ValueOf(info))
+	if v.Kind() != reflect.Struct {
+		return 0, 0, false
+	}
+	in := v.FieldByName("inode")
+	if !in.IsValid() {
+		return 0, 0, false
+	}
+	in = reflect.Indirect(in)
+	if in.Kind() != reflect.Struct {
+		return 0, 0, false
+	}
+	if u := in.FieldByName("UID"); u.IsValid() { // ext4
+		hi := in.FieldByName("UIDHigh")
+		ghi := in.FieldByName("GIDHigh")
+		uid = uint32(u.Uint())
+		gid = uint32(in.FieldByName("GID").Uint())
+		if hi.IsValid() && ghi.IsValid() {
+			uid |= uint32(hi.Uint()) << 16
+			gid |= uint32(ghi.Uint()) << 16
+		}
+		return uid, gid, true
+	}
+	core := reflect.Indirect(in.FieldByName("inodeCore")) // xfs
+	if core.IsValid() && core.Kind() == reflect.Struct {
+		u, g := core.FieldByName("UID"), core.FieldByName("GID")
+		if u.IsValid() && g.IsValid() {
+			return uint32(u.Uint()), uint32(g.Uint()), true
+		}
+	}
+	return 0, 0, false
+}
