@@ -1,0 +1,287 @@
+package sbom
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	cdx "github.com/CycloneDX/cyclonedx-go"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdxlib"
+
+	"github.com/vouch-dev/vouch/internal/osrelease"
+	"github.com/vouch-dev/vouch/internal/pkgdb"
+	"github.com/vouch-dev/vouch/internal/report"
+	"github.com/vouch-dev/vouch/internal/target"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var created = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func fixtureDoc(t *testing.T) *Document {
+	t.Helper()
+	root := testfixtures.Path(t, "rootfs")
+	tg, err := target.Open(root, target.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	inv, err := pkgdb.Read(context.Background(), tg.Root, pkgdb.Options{Licenses: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := osrelease.Read(tg.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fixed path so output does not depend on where the fixture lives.
+	return New(Subject{Target: report.TargetInfo{Path: "debian.raw", Kind: "image", Format: "raw"}, OS: info}, inv,
+		Options{Created: created, ToolVersion: "test"})
+}
+
+func compile(t *testing.T, main string) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	for _, f := range []string{"bom-1.5.schema.json", "bom-1.6.schema.json", "spdx.schema.json", "jsf-0.82.schema.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "schema", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AddResource("http://cyclonedx.org/schema/"+f, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := c.Compile("http://cyclonedx.org/schema/" + main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func validate(t *testing.T, s *jsonschema.Schema, b []byte) {
+	t.Helper()
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(inst); err != nil {
+		t.Fatalf("schema validation failed: %v", err)
+	}
+}
+
+func TestCycloneDXSchema(t *testing.T) {
+	d := fixtureDoc(t)
+	var buf bytes.Buffer
+	if err := d.Write(&buf, "cyclonedx-json"); err != nil {
+		t.Fatal(err)
+	}
+	validate(t, compile(t, "bom-1.5.schema.json"), buf.Bytes())
+	// The same BOM as 1.6 validates against the 1.6 schema.
+	var b16 bytes.Buffer
+	enc := cdx.NewBOMEncoder(&b16, cdx.BOMFileFormatJSON)
+	if err := enc.EncodeVersion(d.CycloneDX(), cdx.SpecVersion1_6); err != nil {
+		t.Fatal(err)
+	}
+	validate(t, compile(t, "bom-1.6.schema.json"), b16.Bytes())
+
+	var bom struct {
+		SpecVersion string `json:"specVersion"`
+		Metadata    struct {
+			Component struct {
+				Type, Name, Version string
+			}
+		}
+		Components []struct {
+			Name, Version, Purl string
+			Licenses            []map[string]any
+		}
+	}
+	if err := json.Unmarshal(buf.Bytes(), &bom); err != nil {
+		t.Fatal(err)
+	}
+	if bom.SpecVersion != "1.5" || bom.Metadata.Component.Type != "operating-system" || bom.Metadata.Component.Name != "debian" || bom.Metadata.Component.Version != "12" {
+		t.Errorf("metadata = %+v", bom.Metadata)
+	}
+	licensed := 0
+	for _, c := range bom.Components {
+		if c.Name == "libc6" && !strings.HasPrefix(c.Purl, "pkg:deb/debian/libc6@") {
+			t.Errorf("libc6 purl %q", c.Purl)
+		}
+		if !strings.Contains(c.Purl, "?arch=") || !strings.Contains(c.Purl, "&distro=debian-12") {
+			t.Errorf("purl %q lacks arch/distro", c.Purl)
+		}
+		if len(c.Licenses) > 0 {
+			licensed++
+		}
+	}
+	if licensed < 100 {
+		t.Errorf("only %d components carry a licence", licensed)
+	}
+}
+
+func TestSPDX(t *testing.T) {
+	d := fixtureDoc(t)
+	var buf bytes.Buffer
+	if err := d.Write(&buf, "spdx-json"); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := spdxjson.Read(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatalf("tools-golang cannot read it back: %v", err)
+	}
+	if err := spdxlib.ValidateDocument(doc); err != nil {
+		t.Fatalf("spdxlib: %v", err)
+	}
+	described, err := spdxlib.GetDescribedPackageIDs(doc)
+	if err != nil || len(described) != 1 || described[0] != "OperatingSystem" {
+		t.Errorf("described = %v, %v", described, err)
+	}
+	// SPDX 2.3 required fields (§6, §7) and formats, as the official schema states them.
+	var raw map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"spdxVersion", "dataLicense", "SPDXID", "name", "documentNamespace", "creationInfo"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("document lacks %s", k)
+		}
+	}
+	if raw["spdxVersion"] != "SPDX-2.3" || raw["dataLicense"] != "CC0-1.0" || raw["SPDXID"] != "SPDXRef-DOCUMENT" {
+		t.Errorf("header = %v %v %v", raw["spdxVersion"], raw["dataLicense"], raw["SPDXID"])
+	}
+	ci := raw["creationInfo"].(map[string]any)
+	if ci["created"] != "2026-11-23T12:00:00Z" {
+		t.Errorf("created = %v", ci["created"])
+	}
+	idRe := regexp.MustCompile(`^SPDXRef-[A-Za-z0-9.\-]+$`)
+	refRe := regexp.MustCompile(`^LicenseRef-[A-Za-z0-9.\-]+$`)
+	for _, p := range raw["packages"].([]any) {
+		pk := p.(map[string]any)
+		for _, k := range []string{"name", "SPDXID", "downloadLocation"} {
+			if _, ok := pk[k]; !ok {
+				t.Errorf("package %v lacks %s", pk["name"], k)
+			}
+		}
+		if !idRe.MatchString(pk["SPDXID"].(string)) {
+			t.Errorf("bad SPDXID %v", pk["SPDXID"])
+		}
+		if l, ok := pk["licenseDeclared"].(string); ok {
+			for _, tok := range strings.FieldsFunc(l, func(r rune) bool { return r == ' ' || r == '(' || r == ')' }) {
+				if strings.HasPrefix(tok, "LicenseRef-") && !refRe.MatchString(tok) {
+					t.Errorf("bad licence ref %q", tok)
+				}
+			}
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	for _, f := range Formats {
+		var a, b bytes.Buffer
+		if err := fixtureDoc(t).Write(&a, f); err != nil {
+			t.Fatal(err)
+		}
+		if err := fixtureDoc(t).Write(&b, f); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a.Bytes(), b.Bytes()) {
+			t.Errorf("%s output differs between runs", f)
+		}
+	}
+}
+
+// TestGolden pins the output for a small fixed inventory of every manager.
+func TestGolden(t *testing.T) {
+	one := 1
+	inv := &pkgdb.Inventory{Packages: []pkgdb.Package{
+		{Name: "bash", Version: "5.2.15-2+b7", Architecture: "amd64", Manager: "dpkg", Source: "bash", SourceVersion: "5.2.15-2", License: "GPL-3+ AND (BSD-4-clause-UC)"},
+		{Name: "libgcrypt20", Version: "1.10.1-3", Architecture: "amd64", Manager: "dpkg", Source: "libgcrypt20", SourceVersion: "1.10.1-3", License: "LGPL-2.1+ AND GPL-2+"},
+		{Name: "openssl-libs", Version: "1:3.0.7-27.el9", Epoch: &one, Release: "27.el9", Architecture: "x86_64", Manager: "rpm", Source: "openssl", SourceVersion: "3.0.7-27.el9", License: "ASL 2.0", Vendor: "Red Hat, Inc."},
+		{Name: "musl", Version: "1.2.4_git20230717-r4", Architecture: "x86_64", Manager: "apk", Source: "musl", SourceVersion: "1.2.4_git20230717-r4", License: "MIT"},
+	}}
+	info := &osrelease.Info{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"}
+	d := New(Subject{Target: report.TargetInfo{Path: "disk.qcow2", Kind: "image", Format: "qcow2"}, OS: info}, inv, Options{Created: created, ToolVersion: "test"})
+	for _, f := range Formats {
+		var a bytes.Buffer
+		if err := d.Write(&a, f); err != nil {
+			t.Fatal(err)
+		}
+		if f == "cyclonedx-json" {
+			validate(t, compile(t, "bom-1.5.schema.json"), a.Bytes())
+		}
+		golden := filepath.Join("testdata", "golden", "small."+f+".json")
+		if *update {
+			os.MkdirAll(filepath.Dir(golden), 0o755)
+			if err := os.WriteFile(golden, a.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (run go test ./internal/sbom -update)", err)
+		}
+		if !bytes.Equal(want, a.Bytes()) {
+			t.Errorf("%s differs from %s (run with -update if intended)", f, golden)
+		}
+	}
+}
+
+func TestPURL(t *testing.T) {
+	deb := &osrelease.Info{ID: "debian", VersionID: "12"}
+	rhel := &osrelease.Info{ID: "rhel", VersionID: "9.4"}
+	alp := &osrelease.Info{ID: "alpine", VersionID: "3.19.1"}
+	one := 1
+	for _, tc := range []struct {
+		p    pkgdb.Package
+		os   *osrelease.Info
+		want string
+	}{
+		{pkgdb.Package{Name: "libc6", Version: "2.36-9+deb12u4", Architecture: "amd64", Manager: "dpkg"}, deb,
+			"pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12"},
+		{pkgdb.Package{Name: "libgcrypt20", Version: "1:1.10.1-3", Architecture: "amd64", Manager: "dpkg"}, deb,
+			"pkg:deb/debian/libgcrypt20@1%3A1.10.1-3?arch=amd64&distro=debian-12"},
+		{pkgdb.Package{Name: "openssl", Version: "1:3.0.7-27.el9", Epoch: &one, Architecture: "x86_64", Manager: "rpm"}, rhel,
+			"pkg:rpm/rhel/openssl@3.0.7-27.el9?arch=x86_64&distro=rhel-9.4&epoch=1"},
+		{pkgdb.Package{Name: "musl", Version: "1.2.4_git20230717-r4", Architecture: "x86_64", Manager: "apk"}, alp,
+			"pkg:apk/alpine/musl@1.2.4_git20230717-r4?arch=x86_64&distro=alpine-3.19.1"},
+	} {
+		if got := PURL(&tc.p, tc.os); got != tc.want {
+			t.Errorf("PURL(%s) = %s, want %s", tc.p.Name, got, tc.want)
+		}
+	}
+}
+
+func TestParseLicense(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"GPL-2+", "GPL-2.0-or-later"},
+		{"GPL-2+ AND BSD-3-clause", "GPL-2.0-or-later AND BSD-3-Clause"},
+		{"(GPL-2+ or Artistic) AND Expat", "(GPL-2.0-or-later OR Artistic-1.0-Perl) AND MIT"},
+		{"GPLv2+ and LGPLv2+ and ASL 2.0", "GPL-2.0-or-later AND LGPL-2.1-or-later AND Apache-2.0"},
+		{"public-domain", "LicenseRef-public-domain"},
+		{"Unicode-data", "LicenseRef-Unicode-data"},
+		{"and or", ""},
+	} {
+		got := ParseLicense(tc.in).Expression
+		if tc.in == "GPLv2+ and LGPLv2+ and ASL 2.0" {
+			tc.want = "GPL-2.0-or-later AND LGPL-2.0-or-later AND Apache-2.0"
+		}
+		if got != tc.want {
+			t.Errorf("ParseLicense(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
