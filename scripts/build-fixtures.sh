@@ -8,7 +8,8 @@
 # Outputs (file names are a contract: the Go tests open them):
 #   rootfs/                  Debian 12 minbase + systemd, openssh-server, kernel,
 #                            initramfs, shim-signed, grub-efi-amd64-signed; root locked
-#   esp.img                  bare FAT32 ESP (256 MiB) as put into the GPT/MBR images
+#   esp.img                  bare FAT32 ESP (256 MiB) as put into the GPT/MBR images;
+#                            esp.img.sha256 lists the sha256 of each file on it
 #   root.ext4                bare ext4 of rootfs/ (UUID $ROOT_UUID) as put into the images
 #   debian.raw               2 GiB GPT: p1 ESP (FAT32), p2 root (ext4, x86-64 root GUID);
 #                            boots under OVMF with Secure Boot on (scripts/boot-fixture.sh)
@@ -19,7 +20,9 @@
 #   debian.vhdx              VHDX (dynamic)
 #   debian-mbr.raw           MBR: p1 ESP (0xEF), p2 root (0x83), p3 extended holding
 #                            p5 (ext4 label "data" with hello.txt)
-#   debian-xfs.raw           2 GiB GPT like debian.raw, root is XFS (from a protofile)
+#   debian-xfs.raw           2 GiB GPT like debian.raw, root is XFS (from a protofile,
+#                            scripts/xfs-protofile.py; what it had to leave out is in
+#                            debian-xfs.raw.protofile.log)
 #   btrfs.raw                512 MiB GPT: ESP + btrfs root holding a small tree
 #   esp-fat16.img            bare FAT16 with the ESP tree;  esp-fat12.img  bare FAT12
 #   truth/                   what the standard tools say about each output (truth/README)
@@ -63,7 +66,8 @@ HOSTNAME_FIXTURE=vouch-fixture
 SUITE=bookworm
 ESP_TYPE=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 ROOT_TYPE=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709   # discoverable partitions: x86-64 root
-ROOT_PKGS=systemd,systemd-sysv,udev,dbus,openssh-server,linux-image-amd64,initramfs-tools,zstd,shim-signed,grub-efi-amd64-signed,e2fsprogs,dosfstools,kmod
+ROOT_PKGS=systemd,systemd-sysv,udev,dbus,openssh-server,initramfs-tools,zstd,shim-signed,grub-efi-amd64-signed,e2fsprogs,dosfstools,kmod
+KERNEL_PKG=linux-image-amd64   # installed last, in the customize hook (see there)
 
 # Layout (MiB). GPT: ESP at 1 MiB, root right after it, 1 MiB left for the backup GPT.
 DISK_MIB=2048
@@ -103,6 +107,20 @@ die() { say "error: $*"; exit 1; }
 # chroot directory as argument (this script calls itself; no lock taken).
 customize_rootfs() {
 	local r=$1
+	# The kernel goes in last, on its own: its postinst builds the initramfs
+	# (MODULES=most, Debian's default) with every initramfs hook already in place.
+	# Installed together with the rest, the initramfs is built twice (once by the
+	# kernel's postinst, again by the update-initramfs trigger that udev, kmod,
+	# zstd ... activate), and that is the slowest step of the whole build.
+	say "rootfs: installing $KERNEL_PKG (builds the initramfs)"
+	local log=$r/var/log/vouch-kernel-install.log
+	if ! DEBIAN_FRONTEND=noninteractive chroot "$r" apt-get install --yes --quiet \
+		--no-install-recommends "$KERNEL_PKG" >"$log" 2>&1; then
+		cat "$log" >&2
+		return 1
+	fi
+	rm -f -- "$log"
+	say "rootfs: customizing (hostname, fstab, networkd)"
 	echo "$HOSTNAME_FIXTURE" >"$r/etc/hostname"
 	chmod 0644 "$r/etc/hostname"
 	cat >"$r/etc/hosts" <<EOF
@@ -148,7 +166,6 @@ EOF
 esp_uuid() { echo "${ESP_VOLID:0:4}-${ESP_VOLID:4:4}"; }
 
 if [ "${1:-}" = --customize-rootfs ]; then
-	say "rootfs: packages installed, customizing (hostname, fstab, networkd)"
 	customize_rootfs "$2"
 	exit
 fi
@@ -171,11 +188,23 @@ if ! flock -n 9; then
 	flock 9
 fi
 
-tmps=()
-cleanup() {
+# remove PATH...: rm -rf, but never across a mount point (an interrupted
+# mmdebstrap may leave /proc or /dev mounted in its chroot).
+remove() {
 	local t
-	for t in "${tmps[@]}"; do rm -rf -- "$t"; done
+	for t in "$@"; do
+		[ -e "$t" ] || continue
+		if [ -d "$t" ] && awk -v p="$t/" 'index($2 "/", p) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+			say "warning: $t has mounts below it; not removing it"
+			continue
+		fi
+		rm -rf -- "$t"
+	done
 }
+# Holding the lock, no other run is active: leftovers of killed runs can go.
+remove "$out"/.tmp.* "$out"/.old.*
+tmps=()
+cleanup() { remove "${tmps[@]}"; }
 trap cleanup EXIT
 # newtmp VAR SUFFIX: a temporary path in $out, removed at exit unless renamed.
 newtmp() {
@@ -220,7 +249,7 @@ build_rootfs() {
 	newtmp tmp rootfs
 	newtmp newcache apt-archives
 	mkdir -p "$cachedir" "$newcache"
-	say "rootfs: mmdebstrap $SUITE minbase + $ROOT_PKGS"
+	say "rootfs: mmdebstrap $SUITE minbase + $ROOT_PKGS,$KERNEL_PKG"
 	# --skip=chroot/mount/sys: see customize_rootfs (keeps grub-install away).
 	# --skip=essential/unlink + sync-in/sync-out: reuse downloaded .debs next time.
 	# apt's cache and lists are still removed from the rootfs (mmdebstrap's cleanup).
@@ -395,7 +424,8 @@ build_debian_xfs_raw() {
 		"$out/rootfs/etc/fstab" >"$fstab"
 	grep -q "$XFS_UUID" "$fstab" || die "could not rewrite etc/fstab for XFS"
 	python3 "$protogen" --override "etc/fstab=$fstab" --sticky-list "$sticky" \
-		"$out/rootfs" >"$proto"
+		"$out/rootfs" 2>"$out/debian-xfs.raw.protofile.log" >"$proto"
+	sed 's/^/  /' "$out/debian-xfs.raw.protofile.log" >&2
 	truncate -s "${ROOT_MIB}M" "$xfs"
 	mkfs.xfs -q -f -L root -m "uuid=$XFS_UUID" -p "$proto" "$xfs"
 	# The protofile format has no sticky bit: put it back with xfs_db (expert mode
@@ -478,6 +508,7 @@ rootfs.boot.ls           ls -l rootfs/boot (name-sorted)
 rootfs.packages          dpkg-query -W of the rootfs: package, version, arch
 debian-mbr.raw.data.ls   debugfs -R 'ls -l /' of the logical "data" partition
 debian-xfs.raw.xfs_db    xfs_db -r -c 'sb 0' -c print of the XFS root
+debian-xfs.raw.protofile.log  entries of rootfs/ the XFS protofile could not carry
 btrfs.raw.btrfs-inspect  btrfs inspect-internal dump-super of the btrfs root
 EOF
 	{
@@ -525,6 +556,7 @@ EOF
 			fsck.vfat -n "$img" >"$tmp/$img.esp.fsck" 2>&1
 		done
 		cp esp.img.sha256 "$tmp/esp.sha256"
+		cp debian-xfs.raw.protofile.log "$tmp/debian-xfs.raw.protofile.log"
 		debugfs -R 'ls -l /boot' root.ext4 >"$tmp/root.ext4.boot.debugfs" 2>/dev/null
 		dumpe2fs -h root.ext4 >"$tmp/root.ext4.dumpe2fs" 2>/dev/null
 		cat rootfs/etc/os-release >"$tmp/rootfs.os-release"

@@ -20,6 +20,11 @@ need=(
   "osslsigncode osslsigncode"
   "flock util-linux"
   "python3 python3"
+  "checksec checksec"
+  "debsums debsums"
+  "rpm rpm"
+  "gpg gnupg"
+  "lynis lynis"
   "bc bc"
 )
 files=(

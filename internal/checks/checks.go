@@ -4,7 +4,10 @@
 package checks
 
 import (
+	"github.com/vouch-dev/vouch/internal/baseline"
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/pkgcheck"
+	"github.com/vouch-dev/vouch/internal/secureboot"
 )
 
 // Suite names.
@@ -20,6 +23,9 @@ const (
 func All() []check.Check {
 	var all []check.Check
 	all = append(all, platformChecks()...)
+	all = append(all, secureboot.Checks()...)
+	all = append(all, baseline.Checks()...)
+	all = append(all, pkgcheck.Checks()...)
 	return all
 }
 

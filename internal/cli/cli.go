@@ -117,6 +117,11 @@ Exit codes: 0 all good, 1 findings at or above --fail-on, 2 usage or input error
 		newVersionCmd(),
 		newInspectCmd(),
 		newScanCmd(),
+		newBaselineCmd(),
+		newSecureBootCmd(),
+		newPackagesCmd(),
+		newSBOMCmd(),
+		newVulnCmd(),
 	)
 	return root
 }

@@ -155,19 +155,35 @@ func TestScan(t *testing.T) {
 	dir := smallImage(t)
 	img := filepath.Join(dir, "d.qcow2")
 	for _, format := range []string{"table", "json", "sarif", "junit"} {
-		code, out, errs := run(t, "scan", "--format", format, img)
+		code, out, errs := run(t, "scan", "--fail-on", "none", "--format", format, img)
 		if code != 0 || out == "" {
 			t.Errorf("scan %s: exit %d, %s", format, code, errs)
 		}
 	}
-	code, out, _ := run(t, "scan", "--format", "json", "--suite", "cloud-image", img)
+	code, out, _ := run(t, "scan", "--format", "json", "--suite", "cloud-image", "--fail-on", "none", img)
 	if code != 0 || !strings.Contains(out, "cloud-image.root-fs-type") || strings.Contains(out, "secureboot.esp-present") {
 		t.Errorf("suite filter: %d\n%s", code, out)
 	}
-	// An ESP-less directory fails a high-severity check only where it applies.
-	code, _, _ = run(t, "scan", "--fail-on", "info", filepath.Join(dir, "r"))
-	if code != 0 {
-		t.Errorf("directory scan exit %d", code)
+	// The exit code follows --fail-on: 1 exactly when a failing or erroring
+	// finding is at or above the threshold.
+	for _, threshold := range []string{"info", "medium", "critical"} {
+		code, out, errs := run(t, "scan", "--format", "json", "--fail-on", threshold, filepath.Join(dir, "r"))
+		var r struct {
+			Findings []struct{ Status, Severity string }
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v: %s", err, errs)
+		}
+		order := map[string]int{"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+		want := 0
+		for _, f := range r.Findings {
+			if (f.Status == "fail" || f.Status == "error") && order[f.Severity] >= order[threshold] {
+				want = 1
+			}
+		}
+		if code != want {
+			t.Errorf("--fail-on %s: exit %d, want %d", threshold, code, want)
+		}
 	}
 	for _, args := range [][]string{
 		{"scan", "--suite", "nope", img},

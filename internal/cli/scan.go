@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/vouch-dev/vouch/internal/finding"
 	"github.com/vouch-dev/vouch/internal/osrelease"
 	"github.com/vouch-dev/vouch/internal/report"
+	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/target"
 )
 
@@ -57,6 +59,14 @@ one is; 2 on a usage or input error.`,
 			}
 			defer t.Close()
 			env := &check.Env{Target: t}
+			// The live host's own firmware variables, when it booted through UEFI.
+			fw, err := secureboot.TargetFirmware(t)
+			if err != nil {
+				return &exitError{code: ExitError, err: fmt.Errorf("reading firmware variables: %w", err)}
+			}
+			if fw != nil {
+				secureboot.SetFirmware(env, fw)
+			}
 			fs := check.Run(c.Context(), env, selected)
 			if err := c.Context().Err(); err != nil {
 				return err
