@@ -508,23 +508,10 @@ var modprobeDirs = []string{"etc/modprobe.d", "run/modprobe.d", "usr/local/lib/m
 // name order.
 func (s *State) modprobe() ([]modprobeRule, error) {
 	return cached(s, "modprobe", func() ([]modprobeRule, error) {
-		byName := map[string]string{}
-		for _, d := range modprobeDirs {
-			fs, err := s.glob(d, ".conf")
-			if err != nil {
-				return nil, err
-			}
-			for _, f := range fs {
-				if _, seen := byName[path.Base(f)]; !seen {
-					byName[path.Base(f)] = f
-				}
-			}
+		byName, names, err := s.dropIns(modprobeDirs, ".conf")
+		if err != nil {
+			return nil, err
 		}
-		names := make([]string, 0, len(byName))
-		for n := range byName {
-			names = append(names, n)
-		}
-		sort.Strings(names)
 		var out []modprobeRule
 		for _, n := range names {
 			f := byName[n]
@@ -602,4 +589,29 @@ func moduleFromPath(p string) string {
 		b = b[:i]
 	}
 	return modName(b)
+}
+
+// dropIns lists configuration drop-ins as systemd and kmod read them: a file
+// name in an earlier directory hides the same name in a later one, and the
+// files are applied in name order. It returns the chosen path per name and the
+// names sorted.
+func (s *State) dropIns(dirs []string, ext string) (map[string]string, []string, error) {
+	byName := map[string]string{}
+	for _, d := range dirs {
+		files, err := s.glob(d, ext)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, f := range files {
+			if _, seen := byName[path.Base(f)]; !seen {
+				byName[path.Base(f)] = f
+			}
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return byName, names, nil
 }

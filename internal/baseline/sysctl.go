@@ -7,7 +7,6 @@ import (
 	"github.com/vouch-dev/vouch/internal/check"
 	"io/fs"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -33,23 +32,10 @@ type sysctlSetting struct {
 // last).
 func (s *State) sysctlConfig() ([]sysctlSetting, error) {
 	return cached(s, "sysctl", func() ([]sysctlSetting, error) {
-		byName := map[string]string{}
-		for _, d := range sysctlDirs {
-			files, err := s.glob(d, ".conf")
-			if err != nil {
-				return nil, err
-			}
-			for _, f := range files {
-				if _, seen := byName[path.Base(f)]; !seen {
-					byName[path.Base(f)] = f
-				}
-			}
+		byName, names, err := s.dropIns(sysctlDirs, ".conf")
+		if err != nil {
+			return nil, err
 		}
-		names := make([]string, 0, len(byName))
-		for n := range byName {
-			names = append(names, n)
-		}
-		sort.Strings(names)
 		files := make([]string, 0, len(names)+1)
 		linksConf := false
 		for _, n := range names {

@@ -90,20 +90,7 @@ the configuration that applies at boot, and the finding names its source.`,
 				return err
 			}
 			defer t.Close()
-			fs := check.Run(c.Context(), &check.Env{Target: t}, checks)
-			if err := c.Context().Err(); err != nil {
-				return err
-			}
-			r := report.New(report.Tool{Name: "vouch", Version: Version()}, targetInfo(t), fs)
-			if err := buffered(c.OutOrStdout(), func(w io.Writer) error { return report.Write(w, r, format) }); err != nil {
-				return err
-			}
-			for _, f := range fs {
-				if f.Failing(threshold) {
-					return &exitError{code: ExitFindings}
-				}
-			}
-			return nil
+			return runChecks(c, &check.Env{Target: t}, checks, format, threshold)
 		},
 	}
 	c.Flags().StringVar(&format, "format", "table", "output format: "+strings.Join(report.Formats, ", "))

@@ -67,20 +67,7 @@ one is; 2 on a usage or input error.`,
 			if fw != nil {
 				secureboot.SetFirmware(env, fw)
 			}
-			fs := check.Run(c.Context(), env, selected)
-			if err := c.Context().Err(); err != nil {
-				return err
-			}
-			r := report.New(report.Tool{Name: "vouch", Version: Version()}, targetInfo(t), fs)
-			if err := buffered(c.OutOrStdout(), func(w io.Writer) error { return report.Write(w, r, format) }); err != nil {
-				return err
-			}
-			for _, f := range fs {
-				if f.Failing(threshold) {
-					return &exitError{code: ExitFindings}
-				}
-			}
-			return nil
+			return runChecks(c, env, selected, format, threshold)
 		},
 	}
 	c.Flags().StringVar(&format, "format", "table", "output format: "+strings.Join(report.Formats, ", "))
@@ -138,4 +125,23 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// runChecks runs checks against env, writes the report in format, and returns
+// the exit error --fail-on asks for.
+func runChecks(c *cobra.Command, env *check.Env, checks []check.Check, format string, threshold finding.Severity) error {
+	fs := check.Run(c.Context(), env, checks)
+	if err := c.Context().Err(); err != nil {
+		return err
+	}
+	r := report.New(report.Tool{Name: "vouch", Version: Version()}, targetInfo(env.Target), fs)
+	if err := buffered(c.OutOrStdout(), func(w io.Writer) error { return report.Write(w, r, format) }); err != nil {
+		return err
+	}
+	for _, f := range fs {
+		if f.Failing(threshold) {
+			return &exitError{code: ExitFindings}
+		}
+	}
+	return nil
 }
