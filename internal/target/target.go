@@ -355,6 +355,7 @@ func (t *Target) readError(prefix string, err error) error {
 }
 
 func openLinuxFS(typ string, sec *io.SectionReader) (*rootfs.FS, error) {
+	sec = io.NewSectionReader(newReadAhead(sec, sec.Size()), 0, sec.Size())
 	var (
 		l   *linuxFS
 		err error
