@@ -236,24 +236,16 @@ func contentMatches(files []string, re string, want string, missing check.Result
 	return Control{
 		Remedy: "Edit /" + strings.Join(files, " or /") + " so that a line " + want + ".",
 		Audit: func(s *State) check.Result {
-			seen := false
-			for _, f := range s.expand(files) {
-				text, ok, err := s.readText(f)
-				if err != nil {
-					return errorf("%v", err)
-				}
-				if !ok {
-					continue
-				}
-				seen = true
-				for i, l := range lines(text) {
-					if strings.HasPrefix(strings.TrimSpace(l), "#") {
-						continue
-					}
-					if rx.MatchString(l) {
-						return pass(fmt.Sprintf("/%s:%d: %s", f, i+1, strings.TrimSpace(l)), fmt.Sprintf("/%s:%d", f, i+1))
-					}
-				}
+			var hit, where string
+			seen, err := s.matchLines(files, rx, func(f string, n int, l string) bool {
+				hit, where = fmt.Sprintf("/%s:%d: %s", f, n, l), fmt.Sprintf("/%s:%d", f, n)
+				return false
+			})
+			if err != nil {
+				return errorf("%v", err)
+			}
+			if hit != "" {
+				return pass(hit, where)
 			}
 			if !seen {
 				return missing
@@ -269,24 +261,12 @@ func contentLacks(files []string, re string, what string) Control {
 		Remedy: "Remove the " + what + " from /" + strings.Join(files, " and /") + ".",
 		Audit: func(s *State) check.Result {
 			var hits []string
-			seen := false
-			for _, f := range s.expand(files) {
-				text, ok, err := s.readText(f)
-				if err != nil {
-					return errorf("%v", err)
-				}
-				if !ok {
-					continue
-				}
-				seen = true
-				for i, l := range lines(text) {
-					if strings.HasPrefix(strings.TrimSpace(l), "#") {
-						continue
-					}
-					if rx.MatchString(l) {
-						hits = append(hits, fmt.Sprintf("/%s:%d: %s", f, i+1, strings.TrimSpace(l)))
-					}
-				}
+			seen, err := s.matchLines(files, rx, func(f string, n int, l string) bool {
+				hits = append(hits, fmt.Sprintf("/%s:%d: %s", f, n, l))
+				return true
+			})
+			if err != nil {
+				return errorf("%v", err)
 			}
 			if !seen {
 				return na("none of /" + strings.Join(files, ", /") + " exists")
@@ -744,4 +724,29 @@ func eq(want ...string) func(string) bool {
 		}
 		return false
 	}
+}
+
+// matchLines calls hit for every non-comment line of files matching rx, with
+// the file, its 1-based line number and the trimmed line, until hit returns
+// false. seen reports whether any of the files exists.
+func (s *State) matchLines(files []string, rx *regexp.Regexp, hit func(f string, n int, l string) bool) (seen bool, err error) {
+	for _, f := range s.expand(files) {
+		text, ok, err := s.readText(f)
+		if err != nil {
+			return seen, err
+		}
+		if !ok {
+			continue
+		}
+		seen = true
+		for i, l := range lines(text) {
+			if strings.HasPrefix(strings.TrimSpace(l), "#") || !rx.MatchString(l) {
+				continue
+			}
+			if !hit(f, i+1, strings.TrimSpace(l)) {
+				return seen, nil
+			}
+		}
+	}
+	return seen, nil
 }
