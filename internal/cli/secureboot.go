@@ -33,6 +33,9 @@ func (f *firmwareFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.profile, "firmware", "", "what-if firmware profile: "+strings.Join(secureboot.Profiles(), ", "))
 	c.Flags().StringArrayVar(&f.dbCerts, "db-cert", nil, "add this certificate (DER or PEM) to db; repeatable")
 	c.Flags().StringVar(&f.sbatPolicy, "sbat-policy", "automatic", "shim SbatPolicy to assume: automatic (the previous level shim carries) or latest")
+	// Deprecated: `vouch secureboot --sbat-level` took it over. Hidden, not
+	// MarkDeprecated: cobra would print the notice on stdout, into the JSON.
+	_ = c.Flags().MarkHidden("sbat-policy")
 }
 
 // given reports whether a firmware source was named.
@@ -137,6 +140,7 @@ func checkFormat(format string) error {
 func newSecureBootCmd() *cobra.Command {
 	var (
 		ff     firmwareFlags
+		rf     revocationFlags
 		format string
 		live   bool
 	)
@@ -158,19 +162,55 @@ efivarfs or exported variables), --firmware (what-if profile: microsoft-2011,
 microsoft-2023, microsoft-both), or for the running system its own efivarfs.
 Without any, shim-side facts are reported and the verdict is given per profile.
 
+Revocation updates can be judged before anyone applies them:
+  --dbx-update FILE   Microsoft's signed DBXUpdate.bin (EFI_VARIABLE_AUTHENTICATION_2
+                      + signature lists), bare signature lists, or the JSON list
+                      beside it (dbx_info_msft_latest.json; the target's architecture
+                      is taken, descriptions and dates are reported). The lists are
+                      appended to the firmware's dbx as the firmware's append write
+                      does (to an empty dbx for a profile or unknown firmware).
+  --sbat-level LEVEL  latest or automatic: the newest or the previous SbatLevel the
+                      target's own shim carries (shim's SbatPolicy); FILE: one
+                      SbatLevel payload ("sbat,1,2024040900" then component,generation
+                      rows) or an exported SbatLevel variable, written to the
+                      SbatLevel variable; FILE#DATESTAMP or FILE#latest: one payload
+                      of a history such as shim's SbatLevel_Variable.txt.
+Every binary of the ESP (shim, GRUB, fallback, MokManager, spare loaders) and every
+kernel is judged before and after, as its loader judges it (firmware: db/dbx; shim:
+dbx, vendor dbx, MokListX and SBAT for what it loads and what GRUB verifies through
+it). The report (table, or "revocationImpact" in JSON) lists what each binary is
+revoked by and whether each boot path still boots. Without a firmware state the
+update is judged under the microsoft-both profile, with answers per profile.
+(--sbat-policy, the old name of --sbat-level latest|automatic, still works.)
+
 Exit codes: 0 it boots (or the firmware is unknown), 1 it does not boot under the
-given firmware, 2 usage or input error. On a host booted without UEFI it says so
-and exits 0.`,
+given firmware, or would not boot after the revocation update (with unknown
+firmware: the update stops a target that boots under the microsoft-both profile),
+2 usage or input error (including an update or SbatLevel file that does not parse).
+On a host booted without UEFI it says so and exits 0.`,
 		Example: `  vouch secureboot --vars /usr/share/OVMF/OVMF_VARS_4M.ms.fd debian.qcow2
   vouch secureboot --firmware microsoft-2023 --format json disk.raw
   vouch secureboot --live
-  vouch secureboot --efivars ./exported-vars --db-cert my-db.der rootfs/`,
+  vouch secureboot --efivars ./exported-vars --db-cert my-db.der rootfs/
+  vouch secureboot --vars OVMF_VARS_4M.ms.fd --dbx-update DBXUpdate.bin debian.raw
+  vouch secureboot --efivars /sys/firmware/efi/efivars --dbx-update dbx_info_msft_latest.json /
+  vouch secureboot --firmware microsoft-both --sbat-level latest disk.qcow2
+  vouch secureboot --live --sbat-level SbatLevel_Variable.txt#2025051000`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
 				return err
 			}
+			policy := ""
+			if c.Flags().Changed("sbat-policy") {
+				policy, ff.sbatPolicy = ff.sbatPolicy, "automatic"
+				fmt.Fprintln(c.ErrOrStderr(), "vouch: --sbat-policy is deprecated: use --sbat-level latest|automatic")
+			}
 			o, err := ff.options()
+			if err != nil {
+				return err
+			}
+			rev, err := rf.load(policy)
 			if err != nil {
 				return err
 			}
@@ -199,25 +239,37 @@ and exits 0.`,
 			if t.ESP == nil {
 				r.Transition.Advice = "no EFI System Partition found: the target can only boot through legacy BIOS, where Secure Boot does not apply. " + r.Transition.Advice
 			}
+			imp, err := analyzeRevocation(t, r, fw, o, rev)
+			if err != nil {
+				return err
+			}
 			out := struct {
 				Target string `json:"target"`
 				*secureboot.Report
-			}{t.Path, r}
+				RevocationImpact *secureboot.RevocationImpact `json:"revocationImpact,omitempty"`
+			}{t.Path, r, imp}
 			if format == "json" {
 				err = writeJSON(c.OutOrStdout(), out)
 			} else {
-				err = buffered(c.OutOrStdout(), func(w io.Writer) error { return writeSecureBoot(w, t, r) })
+				err = buffered(c.OutOrStdout(), func(w io.Writer) error {
+					if err := writeSecureBoot(w, t, r); err != nil || imp == nil {
+						return err
+					}
+					writeRevocation(w, imp)
+					return nil
+				})
 			}
 			if err != nil {
 				return err
 			}
-			if r.Transition.FirmwareKnown && !r.Transition.BootsToday {
+			if r.Transition.FirmwareKnown && !r.Transition.BootsToday || revocationBreaks(imp) {
 				return &exitError{code: ExitFindings}
 			}
 			return nil
 		},
 	}
 	ff.register(c)
+	rf.register(c)
 	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
 	c.Flags().BoolVar(&live, "live", false, "inspect the running system")
 	c.AddCommand(newSignaturesCmd(), newVerifyCmd())
