@@ -122,6 +122,7 @@ Exit codes: 0 all good, 1 findings at or above --fail-on, 2 usage or input error
 		newPackagesCmd(),
 		newSBOMCmd(),
 		newVulnCmd(),
+		newFirmwareCmd(),
 	)
 	return root
 }
