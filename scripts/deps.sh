@@ -23,6 +23,8 @@ need=(
   "checksec checksec"
   "debsums debsums"
   "rpm rpm"
+  "rpmbuild rpm"
+  "dnf dnf"
   "gpg gnupg"
   "lynis lynis"
   "bc bc"

@@ -123,6 +123,7 @@ Exit codes: 0 all good, 1 findings at or above --fail-on, 2 usage or input error
 		newSBOMCmd(),
 		newVulnCmd(),
 		newFirmwareCmd(),
+		newGateCmd(),
 	)
 	return root
 }
