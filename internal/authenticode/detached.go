@@ -98,3 +98,23 @@ func (d *DetachedSignature) VerifiesWith(anchor *x509.Certificate) bool {
 	}
 	return false
 }
+
+// SignedDataCertificates returns the certificates embedded in a PKCS#7
+// SignedData, bare as EFI_VARIABLE_AUTHENTICATION_2 carries it or wrapped in
+// a ContentInfo (edk2's Pkcs7Verify accepts both), in order. A SignedData or
+// certificate that does not parse is an error.
+func SignedDataCertificates(p7 []byte) ([]*x509.Certificate, error) {
+	sd, err := parseSignedData(p7)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for _, raw := range sd.certificates {
+		c, err := x509.ParseCertificate(raw)
+		if err != nil {
+			return nil, fmt.Errorf("authenticode: embedded certificate: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}

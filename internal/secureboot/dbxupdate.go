@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/efi"
 )
 
@@ -145,7 +145,7 @@ func parseDBXUpdate(b []byte, src string, readCert func(string) ([]byte, error))
 			ts := av.Timestamp
 			u.SignedAt = &ts
 		}
-		certs, err := pkcs7Certificates(av.PKCS7)
+		certs, err := authenticode.SignedDataCertificates(av.PKCS7)
 		if err != nil {
 			return nil, updateErr(src, int64(len(b)-len(av.Payload)-len(av.PKCS7)), "the update's PKCS#7 signature does not parse (%v); firmware refuses such an update", err)
 		}
@@ -211,79 +211,6 @@ func dbxLists(b []byte, src string, base int64) ([]efi.SignatureList, error) {
 		off += int64(28 + len(l.Header) + len(l.Signatures)*int(l.SignatureSize))
 	}
 	return lists, nil
-}
-
-// pkcs7Certificates lists the certificates of a PKCS#7 SignedData (RFC 2315
-// §9.1), bare as EFI_VARIABLE_AUTHENTICATION_2 carries it or wrapped in a
-// ContentInfo (edk2's Pkcs7Verify accepts both, WrapPkcs7Data):
-// SEQUENCE { version, digestAlgorithms SET, contentInfo SEQUENCE,
-// certificates [0] IMPLICIT OPTIONAL, crls [1] OPTIONAL, signerInfos SET }.
-func pkcs7Certificates(der []byte) ([]*x509.Certificate, error) {
-	var top asn1.RawValue
-	if _, err := asn1.Unmarshal(der, &top); err != nil {
-		return nil, err
-	}
-	if top.Class != asn1.ClassUniversal || top.Tag != asn1.TagSequence || !top.IsCompound {
-		return nil, errors.New("not a SEQUENCE")
-	}
-	els, err := asn1Elements(top.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	// ContentInfo: contentType OID signedData, content [0] EXPLICIT.
-	if len(els) == 2 && els[0].Tag == asn1.TagOID && els[1].Class == asn1.ClassContextSpecific && els[1].Tag == 0 {
-		var inner asn1.RawValue
-		if _, err := asn1.Unmarshal(els[1].Bytes, &inner); err != nil {
-			return nil, err
-		}
-		if inner.Tag != asn1.TagSequence || !inner.IsCompound {
-			return nil, errors.New("ContentInfo content is not a SignedData SEQUENCE")
-		}
-		if els, err = asn1Elements(inner.Bytes); err != nil {
-			return nil, err
-		}
-	}
-	if len(els) < 4 {
-		return nil, fmt.Errorf("SignedData has %d elements, want at least 4", len(els))
-	}
-	if els[0].Tag != asn1.TagInteger || els[1].Tag != asn1.TagSet || els[2].Tag != asn1.TagSequence {
-		return nil, errors.New("SignedData does not start with version, digestAlgorithms and contentInfo")
-	}
-	if last := els[len(els)-1]; last.Class != asn1.ClassUniversal || last.Tag != asn1.TagSet {
-		return nil, errors.New("SignedData does not end with signerInfos")
-	}
-	var out []*x509.Certificate
-	for _, e := range els[3 : len(els)-1] {
-		if e.Class != asn1.ClassContextSpecific || e.Tag != 0 {
-			continue
-		}
-		certs, err := asn1Elements(e.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range certs {
-			cert, err := x509.ParseCertificate(c.FullBytes)
-			if err != nil {
-				return nil, fmt.Errorf("certificate: %v", err)
-			}
-			out = append(out, cert)
-		}
-	}
-	return out, nil
-}
-
-func asn1Elements(b []byte) ([]asn1.RawValue, error) {
-	var out []asn1.RawValue
-	for len(b) > 0 {
-		var v asn1.RawValue
-		rest, err := asn1.Unmarshal(b, &v)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-		b = rest
-	}
-	return out, nil
 }
 
 // JSON form. The checks are HashesJsonSchema.json's (required members,

@@ -286,17 +286,9 @@ func knownIn(entries []dbEntry) []string {
 // signature's own chain supplies the certificate), an empty dbx, no MOK and no
 // SbatLevel variable.
 func FromProfile(name string) (*Firmware, error) {
-	var db, kek []string
-	switch name {
-	case ProfileMicrosoft2011:
-		db, kek = profileDB2011, profileKEK2011
-	case ProfileMicrosoft2023:
-		db, kek = profileDB2023, profileKEK2023
-	case ProfileMicrosoftBoth:
-		db = append(append([]string{}, profileDB2011...), profileDB2023...)
-		kek = append(append([]string{}, profileKEK2011...), profileKEK2023...)
-	default:
-		return nil, fmt.Errorf("secureboot: unknown firmware profile %q (want %s)", name, strings.Join(Profiles(), ", "))
+	db, kek, err := ProfileCAs(name)
+	if err != nil {
+		return nil, err
 	}
 	fw := &Firmware{
 		Source:      "profile " + name,
