@@ -280,12 +280,9 @@ Exit codes: 0 no known vulnerability; 1 vulnerabilities found; 2 nothing could b
 			if db == "" {
 				return usageErrorf("--db is required: a directory or .zip of OSV JSON records (see docs/vulnerabilities.md)")
 			}
-			d, err := vuln.Load(db)
+			d, err := loadVulnDB(c, db)
 			if err != nil {
-				return &exitError{code: ExitError, err: err}
-			}
-			for _, is := range d.Issues {
-				fmt.Fprintf(c.ErrOrStderr(), "vouch: warning: %s\n", is)
+				return err
 			}
 			t, err := openTarget(targetArg(args), live)
 			if err != nil {
@@ -316,8 +313,34 @@ Exit codes: 0 no known vulnerability; 1 vulnerabilities found; 2 nothing could b
 	}
 	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
 	c.Flags().BoolVar(&live, "live", false, "scan the running system")
-	c.Flags().StringVar(&db, "db", "", "OSV database: a directory or .zip of OSV JSON records (required)")
+	addVulnDBFlag(c, &db, true)
 	return c
+}
+
+// addVulnDBFlag defines --db, the OSV database, for vouch vuln (where it is
+// required) and vouch scan (where it enables packages.known-vulnerabilities).
+func addVulnDBFlag(c *cobra.Command, p *string, required bool) {
+	usage := "OSV database: a directory or .zip of OSV JSON records"
+	if required {
+		usage += " (required)"
+	} else {
+		usage += "; without it the packages suite's vulnerability check is not applicable"
+	}
+	c.Flags().StringVar(p, "db", "", usage)
+}
+
+// loadVulnDB loads the OSV database named by --db. Records that cannot be read
+// (a file that is not JSON, ...) are warnings on stderr; exit 2 only when no
+// record could be read.
+func loadVulnDB(c *cobra.Command, path string) (*vuln.DB, error) {
+	d, err := vuln.Load(path)
+	if err != nil {
+		return nil, &exitError{code: ExitError, err: err}
+	}
+	for _, is := range d.Issues {
+		fmt.Fprintf(c.ErrOrStderr(), "vouch: warning: %s\n", is)
+	}
+	return d, nil
 }
 
 // osInfo reads the target's os-release; nil when it has none.

@@ -39,6 +39,22 @@ func TestPackagesCommands(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("packages list differs from dpkg-query -W")
 	}
+	// The same list from the disk images of that root, read without mounting.
+	for _, img := range []string{"debian.raw", "debian.qcow2"} {
+		code, out, errs := run(t, "packages", "list", "--format", "json", testfixtures.Path(t, img))
+		var list []struct{ Name, Version, Architecture string }
+		if err := json.Unmarshal([]byte(out), &list); code != ExitOK || err != nil {
+			t.Fatalf("packages list %s: exit %d, %v: %s", img, code, err, errs)
+		}
+		var fromImage []string
+		for _, p := range list {
+			fromImage = append(fromImage, p.Name+"\t"+p.Version+"\t"+p.Architecture)
+		}
+		sort.Strings(fromImage)
+		if strings.Join(fromImage, "\n") != strings.Join(want, "\n") {
+			t.Errorf("packages list %s differs from dpkg-query -W on the root", img)
+		}
+	}
 
 	code, out, errs = run(t, "packages", "verify", "--format", "json", root)
 	if code != ExitOK || strings.TrimSpace(out) != "[]" {
@@ -104,8 +120,79 @@ func TestPackagesBadInput(t *testing.T) {
 	if code != ExitFindings || len(probs) != 2 || probs[0].Path != `/usr/bin/caf\xe9` || probs[0].Problem != "missing" || probs[1].Problem != "modified" {
 		t.Errorf("verify after changes: exit %d %+v", code, probs)
 	}
+	// An rpm database of a format vouch does not know, beside a good dpkg
+	// database: a warning naming it, and the dpkg packages are listed.
+	write("var/lib/rpm/Packages", "this is not an rpm database of any format vouch knows")
+	code, out, errs = run(t, "packages", "list", "--format", "json", dir)
+	if code != ExitOK || !strings.Contains(out, `"good"`) || !strings.Contains(errs, "var/lib/rpm/Packages") || !strings.Contains(errs, "unknown rpm database format") {
+		t.Errorf("unknown rpmdb beside dpkg: exit %d\n%s\n%s", code, out, errs)
+	}
+	// Nothing readable at all: exit 2, each problem named.
 	write("var/lib/dpkg/status", "garbage without structure\n")
-	if code, _, errs := run(t, "packages", "list", dir); code != ExitError || !strings.Contains(errs, "var/lib/dpkg/status:1") {
+	if code, _, errs := run(t, "packages", "list", dir); code != ExitError || !strings.Contains(errs, "var/lib/dpkg/status:1") || !strings.Contains(errs, "var/lib/rpm/Packages") {
 		t.Errorf("unreadable status: exit %d %s", code, errs)
+	}
+}
+
+// TestScanVulnDB: vouch scan --db gives the packages suite's vulnerability
+// check the same OSV database vouch vuln reads; an OSV file that is not JSON
+// is an error finding naming the file, the rest is matched; no --db makes the
+// check not applicable; an unreadable --db is exit 2 before anything is scanned.
+func TestScanVulnDB(t *testing.T) {
+	root := testfixtures.Path(t, "rootfs")
+	db := filepath.Join("..", "vuln", "testdata", "osv")
+	type finding struct{ ID, Status, Subject, Message string }
+	scan := func(args ...string) (int, []finding, string) {
+		t.Helper()
+		code, out, errs := run(t, append([]string{"scan", "--suite", "packages", "--format", "json", "--fail-on", "none"}, args...)...)
+		var r struct{ Findings []finding }
+		if code == ExitOK {
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("%v: %s", err, errs)
+			}
+		}
+		return code, r.Findings, errs
+	}
+	code, fs, errs := scan("--db", db, root)
+	if code != ExitOK {
+		t.Fatalf("scan --db: exit %d: %s", code, errs)
+	}
+	var vulns, broken []string
+	for _, f := range fs {
+		if f.ID != "packages.known-vulnerabilities" {
+			continue
+		}
+		switch f.Status {
+		case "fail":
+			vulns = append(vulns, f.Message)
+		case "error":
+			broken = append(broken, f.Subject)
+		}
+	}
+	if !strings.Contains(strings.Join(vulns, "\n"), "DEBIAN-CVE-2005-2541") {
+		t.Errorf("scan --db found %v", vulns)
+	}
+	if !strings.Contains(strings.Join(broken, " "), "not-json.json") || !strings.Contains(errs, "not-json.json") {
+		t.Errorf("the OSV file that is not JSON is not reported: findings %v, stderr %s", broken, errs)
+	}
+	// The same matches as vouch vuln.
+	_, out, _ := run(t, "vuln", "--db", db, "--format", "json", root)
+	var matches []struct{ ID string }
+	json.Unmarshal([]byte(out), &matches)
+	if len(matches) != len(vulns) || len(matches) == 0 {
+		t.Errorf("vouch vuln found %d, vouch scan --db %d", len(matches), len(vulns))
+	}
+
+	code, fs, _ = scan(root)
+	for _, f := range fs {
+		if f.ID == "packages.known-vulnerabilities" && (f.Status != "not-applicable" || !strings.Contains(f.Message, "--db")) {
+			t.Errorf("without --db: %+v", f)
+		}
+	}
+	if code != ExitOK {
+		t.Errorf("scan without --db: exit %d", code)
+	}
+	if code, out, errs := run(t, "scan", "--db", filepath.Join(t.TempDir(), "nope.zip"), root); code != ExitError || out != "" || !strings.Contains(errs, "nope.zip") {
+		t.Errorf("scan --db missing: exit %d, %q, %q", code, out, errs)
 	}
 }

@@ -12,9 +12,11 @@ import (
 	"github.com/vouch-dev/vouch/internal/checks"
 	"github.com/vouch-dev/vouch/internal/finding"
 	"github.com/vouch-dev/vouch/internal/osrelease"
+	"github.com/vouch-dev/vouch/internal/pkgcheck"
 	"github.com/vouch-dev/vouch/internal/report"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/target"
+	"github.com/vouch-dev/vouch/internal/vuln"
 )
 
 func newScanCmd() *cobra.Command {
@@ -23,6 +25,7 @@ func newScanCmd() *cobra.Command {
 		failOn string
 		suites []string
 		live   bool
+		db     string
 	)
 	c := &cobra.Command{
 		Use:   "scan [TARGET]",
@@ -34,12 +37,17 @@ could not decide; it never counts as a pass).
 
 Suites: ` + strings.Join(checks.Suites(), ", ") + `.
 
+--db PATH gives the packages suite an OSV vulnerability database (a directory or
+.zip of OSV JSON records, as for vouch vuln); without it the known-vulnerabilities
+check is not applicable.
+
 Exit codes: 0 when no failing or erroring finding is at or above --fail-on; 1 when
 one is; 2 on a usage or input error.`,
 		Example: `  vouch scan debian.qcow2
   vouch scan --suite secureboot --fail-on medium disk.vhdx
   vouch scan --format sarif / > vouch.sarif
-  vouch scan --format junit rootfs/ > junit.xml`,
+  vouch scan --format junit rootfs/ > junit.xml
+  vouch scan --suite packages --db Debian-12.zip debian.raw`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if !contains(report.Formats, format) {
@@ -53,12 +61,21 @@ one is; 2 on a usage or input error.`,
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
+			var vdb *vuln.DB
+			if db != "" {
+				if vdb, err = loadVulnDB(c, db); err != nil {
+					return err
+				}
+			}
 			t, err := openTarget(targetArg(args), live)
 			if err != nil {
 				return err
 			}
 			defer t.Close()
 			env := &check.Env{Target: t}
+			if vdb != nil {
+				pkgcheck.WithVulnDB(env, vdb)
+			}
 			// The live host's own firmware variables, when it booted through UEFI.
 			fw, err := secureboot.TargetFirmware(t)
 			if err != nil {
@@ -74,6 +91,7 @@ one is; 2 on a usage or input error.`,
 	c.Flags().StringVar(&failOn, "fail-on", "high", "exit 1 when a failing or erroring finding has this severity or higher: info, low, medium, high, critical, or none")
 	c.Flags().StringSliceVar(&suites, "suite", nil, "run only these suites (comma-separated): "+strings.Join(checks.Suites(), ", "))
 	c.Flags().BoolVar(&live, "live", false, "scan the running system")
+	addVulnDBFlag(c, &db, false)
 	return c
 }
 

@@ -277,18 +277,23 @@ func runRPMSignatures(ctx context.Context, env *check.Env) []check.Result {
 	return out
 }
 
-func runVulns(_ context.Context, env *check.Env) []check.Result {
+func runVulns(ctx context.Context, env *check.Env) []check.Result {
 	db, _ := env.Values[dbKey{}].(*vuln.DB)
 	if db == nil {
-		return check.NA("no vulnerability database given (vouch vuln --db PATH)")
+		return check.NA("no vulnerability database given (vouch scan --db PATH, or vouch vuln --db PATH)")
 	}
-	inv, err := pkgdb.Read(context.Background(), env.Target.Root, pkgdb.Options{})
-	if err != nil {
-		return check.NA(err.Error())
+	inv, res := readInv(ctx, env, pkgdb.Options{})
+	if inv == nil {
+		return res
 	}
 	info, _ := osrelease.Read(env.Target.Root)
 	r := db.Match(inv, info)
+	// OSV files that could not be read: reported with the file, the rest was matched.
 	var out []check.Result
+	for _, is := range db.Issues {
+		out = append(out, check.Result{Status: finding.Error, Subject: is.Path, Message: is.String()})
+	}
+	failed := 0
 	for _, m := range r.Matches {
 		fix := "no fix yet"
 		if m.FixedVersion != "" {
@@ -297,13 +302,14 @@ func runVulns(_ context.Context, env *check.Env) []check.Result {
 		out = append(out, check.Result{Status: finding.Fail, Subject: m.Package,
 			Message:  fmt.Sprintf("%s: %s %s (%s)", m.ID, m.Package, m.Version, fix),
 			Evidence: append([]string{m.File}, m.Aliases...)})
+		failed++
 	}
-	if len(out) == 0 {
+	if failed == 0 {
 		msg := fmt.Sprintf("no known vulnerability in %d packages (%d OSV records)", len(inv.Packages), len(db.Records))
 		if len(r.Notes) > 0 {
 			msg += "; " + strings.Join(r.Notes, "; ")
 		}
-		out = check.Pass(msg)
+		out = append(out, check.Pass(msg)...)
 	}
 	return out
 }

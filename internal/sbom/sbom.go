@@ -157,7 +157,11 @@ func (d *Document) SPDX() *spdx.Document {
 		PackageLicenseDeclared:    "NOASSERTION",
 		PackageCopyrightText:      "NOASSERTION",
 		PackageComment:            d.describe(),
-		PrimaryPackagePurpose:     "OPERATING-SYSTEM",
+		// The spec's text (§7.24) spells it OPERATING-SYSTEM, the tag-value
+		// form; the official SPDX 2.3 JSON schema allows only OPERATING_SYSTEM,
+		// and SPDX's maintainers call the schema the authority for JSON
+		// (spdx/spdx-spec issue 813).
+		PrimaryPackagePurpose: "OPERATING_SYSTEM",
 	}
 	doc.Packages = append(doc.Packages, root)
 	doc.Relationships = append(doc.Relationships, &spdx.Relationship{

@@ -3,8 +3,10 @@ package sbom
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -71,6 +73,65 @@ func compile(t *testing.T, main string) *jsonschema.Schema {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// SPDX 2.3 JSON schemas of the SPDX specification (spdx/spdx-spec
+// schemas/spdx-schema.json), fetched by scripts/fetch-schemas.sh with these
+// sha256 digests: the v2.3 release (draft-07) and the development/v2.3.1
+// revision (draft 2019-09, which also requires documentNamespace and marks
+// documentDescribes and hasFiles deprecated). Both have $id
+// http://spdx.org/rdf/terms/2.3.
+var spdxSchemas = map[string]string{
+	"spdx-2.3.schema.json":   "3646a54c24343414670cc8608b427ccd9000b24a0d333b9a20080bf6968ddf48",
+	"spdx-2.3.1.schema.json": "ed9c4def98a8117d5d9ccb152cf05b5d6ba2a0958cac5f1d700a6de343968f5b",
+}
+
+// compileSPDX compiles each official SPDX 2.3 schema, checking its digest first.
+func compileSPDX(t *testing.T) map[string]*jsonschema.Schema {
+	t.Helper()
+	out := map[string]*jsonschema.Schema{}
+	for name, sum := range spdxSchemas {
+		b, err := os.ReadFile(testfixtures.Schema(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != sum {
+			t.Fatalf("%s: sha256 %s, want %s (not the pinned official schema)", name, got, sum)
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := doc.(map[string]any)["$id"].(string); id != "http://spdx.org/rdf/terms/2.3" {
+			t.Fatalf("%s: $id %q", name, id)
+		}
+		c := jsonschema.NewCompiler()
+		c.AssertFormat()
+		url := "file:///schemas/" + name
+		if err := c.AddResource(url, doc); err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Compile(url)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out[name] = s
+	}
+	return out
+}
+
+// validateSPDX validates b against every official SPDX 2.3 schema.
+func validateSPDX(t *testing.T, b []byte) {
+	t.Helper()
+	for name, s := range compileSPDX(t) {
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(inst); err != nil {
+			t.Fatalf("%s: schema validation failed: %v", name, err)
+		}
+	}
 }
 
 func validate(t *testing.T, s *jsonschema.Schema, b []byte) {
@@ -140,6 +201,7 @@ func TestSPDX(t *testing.T) {
 	if err := d.Write(&buf, "spdx-json"); err != nil {
 		t.Fatal(err)
 	}
+	validateSPDX(t, buf.Bytes())
 	doc, err := spdxjson.Read(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatalf("tools-golang cannot read it back: %v", err)
@@ -190,6 +252,40 @@ func TestSPDX(t *testing.T) {
 	}
 }
 
+// TestSPDXSchemaRejects shows the schema validation has teeth: documents the
+// SPDX 2.3 schema forbids are rejected.
+func TestSPDXSchemaRejects(t *testing.T) {
+	d := fixtureDoc(t)
+	var buf bytes.Buffer
+	if err := d.Write(&buf, "spdx-json"); err != nil {
+		t.Fatal(err)
+	}
+	for what, edit := range map[string]func(map[string]any){
+		"no creationInfo":        func(m map[string]any) { delete(m, "creationInfo") },
+		"unknown top-level key":  func(m map[string]any) { m["vouch"] = true },
+		"package without SPDXID": func(m map[string]any) { delete(m["packages"].([]any)[0].(map[string]any), "SPDXID") },
+		"bad relationship type": func(m map[string]any) {
+			m["relationships"].([]any)[0].(map[string]any)["relationshipType"] = "OWNS"
+		},
+	} {
+		var m map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		edit(m)
+		b, _ := json.Marshal(m)
+		for name, s := range compileSPDX(t) {
+			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Validate(inst) == nil {
+				t.Errorf("%s: a document with %s validates", name, what)
+			}
+		}
+	}
+}
+
 func TestDeterministic(t *testing.T) {
 	for _, f := range Formats {
 		var a, b bytes.Buffer
@@ -221,8 +317,11 @@ func TestGolden(t *testing.T) {
 		if err := d.Write(&a, f); err != nil {
 			t.Fatal(err)
 		}
-		if f == "cyclonedx-json" {
+		switch f {
+		case "cyclonedx-json":
 			validate(t, compile(t, "bom-1.5.schema.json"), a.Bytes())
+		case "spdx-json":
+			validateSPDX(t, a.Bytes())
 		}
 		golden := filepath.Join("testdata", "golden", "small."+f+".json")
 		if *update {

@@ -11,29 +11,46 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/masahiro331/go-ext4-filesystem/ext4"
-	ext4log "github.com/masahiro331/go-ext4-filesystem/log"
 	xfslog "github.com/masahiro331/go-xfs-filesystem/log"
 	"github.com/masahiro331/go-xfs-filesystem/xfs"
 	"go.uber.org/zap"
 )
 
-// The ext4 and XFS readers (github.com/masahiro331/go-*-filesystem, the ones Trivy
-// uses for VM scanning) take paths with a leading "/" or none, do not open
-// directories, and follow symlinks only partly. linuxFS adapts them to
-// rootfs.Base: plain lookups only, symlinks reported, never followed; the rootfs
-// package does the resolution. They are not safe for concurrent use (they seek a
-// shared reader), so every call holds mu. A panic inside them on corrupt metadata
-// is turned into an error for that call.
+// linuxFS adapts a Linux file system reader to rootfs.Base: plain lookups only,
+// symlinks reported, never followed; the rootfs package does the resolution. It
+// adds what every reader needs against a corrupt image: a directory cycle is an
+// error, a file larger than its file system is not opened, and a panic inside a
+// reader on corrupt metadata is an error for that call.
+//
+// ext4 is read by vouch's own reader (ext4.go), which is safe for concurrent
+// use. XFS is read by github.com/masahiro331/go-xfs-filesystem (the reader Trivy
+// uses for VM scanning), which takes paths with a leading "/" or none, does not
+// open directories, and seeks a shared reader: every call to it holds serial.
 type linuxFS struct {
-	mu       sync.Mutex
-	kind     string
-	dirs     map[uint64]string // directory inode -> first path it was listed at
-	size     int64             // bytes in the file system
+	kind   string
+	size   int64       // bytes in the file system
+	serial *sync.Mutex // non-nil when the reader is not safe for concurrent use
+
+	dirsMu sync.Mutex
+	dirs   map[uint64]string // directory inode -> first path it was listed at
+	// infos caches what Lstat and ReadDir learnt, for the XFS library only:
+	// it resolves each path from the root, and rootfs looks up every prefix
+	// of every path it resolves. vouch's ext4 reader has its own caches.
+	infos map[string]fs.FileInfo
+
 	readDir  func(string) ([]fs.DirEntry, error)
 	lstat    func(string) (fs.FileInfo, error)
 	open     func(string) (fs.File, error)
 	readLink func(string) (string, error)
+}
+
+// call runs f under the reader's lock (if it needs one), turning a panic into an error.
+func (l *linuxFS) call(f func() error) error {
+	if l.serial != nil {
+		l.serial.Lock()
+		defer l.serial.Unlock()
+	}
+	return guard(l.kind, f)
 }
 
 // checkExtSuperblock rejects superblock values the library would accept and
@@ -61,40 +78,29 @@ func checkExtSuperblock(r io.ReaderAt) error {
 	return nil
 }
 
-// quietLibraries turns off the ext4 and XFS libraries' debug logging: they log
-// through a package-level zap logger to stderr at debug level by default, which
-// would interleave with vouch's output on a corrupt image.
+// quietLibraries turns off the XFS library's debug logging: it logs through a
+// package-level zap logger to stderr at debug level by default, which would
+// interleave with vouch's output on a corrupt image.
 var quietLibraries = sync.OnceFunc(func() {
-	nop := zap.NewNop().Sugar()
-	ext4log.SetLogger(nop)
-	xfslog.SetLogger(nop)
+	xfslog.SetLogger(zap.NewNop().Sugar())
 })
 
 func newExt4(r *io.SectionReader) (*linuxFS, error) {
-	quietLibraries()
-	if err := checkExtSuperblock(r); err != nil {
-		return nil, err
-	}
-	var e *ext4.FileSystem
+	var e *ext4FS
 	err := guard("ext4", func() (err error) {
-		e, err = ext4.NewFS(*r, newCache())
+		e, err = newExt4FS(r)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &linuxFS{
-		kind:    "ext4",
-		size:    r.Size(),
-		readDir: func(p string) ([]fs.DirEntry, error) { return e.ReadDir(slash(p)) },
-		lstat: func(p string) (fs.FileInfo, error) {
-			if p == "." {
-				return e.ReadDirInfo("/")
-			}
-			return e.ReadDirInfo(p)
-		},
-		open:     e.Open,
-		readLink: e.ReadLink,
+		kind:     "ext4",
+		size:     r.Size(),
+		readDir:  e.readDir,
+		lstat:    e.lstat,
+		open:     e.open,
+		readLink: e.readLink,
 	}, nil
 }
 
@@ -111,6 +117,7 @@ func newXFS(r *io.SectionReader) (*linuxFS, error) {
 	l := &linuxFS{
 		kind:    "xfs",
 		size:    r.Size(),
+		serial:  new(sync.Mutex),
 		readDir: func(p string) ([]fs.DirEntry, error) { return x.ReadDir(slash(p)) },
 		lstat: func(p string) (fs.FileInfo, error) {
 			if p == "." {
@@ -179,29 +186,54 @@ func (l *linuxFS) ReadDir(name string) (out []fs.DirEntry, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if ino, ok := inodeNumber(info); ok {
+		l.dirsMu.Lock()
 		if l.dirs == nil {
 			l.dirs = map[uint64]string{}
 		}
-		if first, seen := l.dirs[ino]; seen && first != name && (first == "." || strings.HasPrefix(name, first+"/")) {
-			return nil, &fs.PathError{Op: "readdir", Path: name, Err: fmt.Errorf("%s: directory cycle: this is %q again (corrupt file system)", l.kind, first)}
-		} else if !seen {
+		first, seen := l.dirs[ino]
+		if !seen {
 			l.dirs[ino] = name
 		}
+		l.dirsMu.Unlock()
+		if seen && first != name && (first == "." || strings.HasPrefix(name, first+"/")) {
+			return nil, &fs.PathError{Op: "readdir", Path: name, Err: fmt.Errorf("%s: directory cycle: this is %q again (corrupt file system)", l.kind, first)}
+		}
 	}
-	err = guard(l.kind, func() error {
+	err = l.call(func() error {
 		out, err = l.readDir(name)
 		return err
 	})
+	if err == nil && l.serial != nil {
+		for _, e := range out {
+			if info, ierr := e.Info(); ierr == nil {
+				l.remember(path.Join(name, e.Name()), info)
+			}
+		}
+	}
 	return out, err
 }
 
-// inodeNumber reads the inode number the ext4 and XFS libraries keep in
-// unexported fields of their FileInfo (FileInfo.ino, FileInfo.inode.inodeCore.Ino);
-// reflection reads them without modifying anything. false if the shape changed.
+// maxCachedInfos bounds linuxFS.infos; it is emptied when full.
+const maxCachedInfos = 1 << 16
+
+func (l *linuxFS) remember(name string, info fs.FileInfo) {
+	l.dirsMu.Lock()
+	defer l.dirsMu.Unlock()
+	if l.infos == nil || len(l.infos) >= maxCachedInfos {
+		l.infos = map[string]fs.FileInfo{}
+	}
+	l.infos[name] = info
+}
+
+// inodeNumber returns the inode number of a FileInfo: vouch's ext4 reader has
+// an Ino method; the XFS library keeps it in an unexported field
+// (FileInfo.inode.inodeCore.Ino), which reflection reads without modifying
+// anything. false if the shape changed.
 func inodeNumber(info fs.FileInfo) (n uint64, ok bool) {
+	if i, isExt4 := info.(interface{ Ino() uint64 }); isExt4 {
+		return i.Ino(), true
+	}
 	defer func() {
 		if recover() != nil {
 			n, ok = 0, false
@@ -228,27 +260,34 @@ func inodeNumber(info fs.FileInfo) (n uint64, ok bool) {
 }
 
 func (l *linuxFS) Lstat(name string) (info fs.FileInfo, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	err = guard(l.kind, func() error {
+	if l.serial != nil {
+		l.dirsMu.Lock()
+		info = l.infos[name]
+		l.dirsMu.Unlock()
+		if info != nil {
+			return info, nil
+		}
+	}
+	err = l.call(func() error {
 		info, err = l.lstat(name)
 		return err
 	})
+	if err == nil && l.serial != nil {
+		l.remember(name, info)
+	}
 	return info, err
 }
 
 func (l *linuxFS) ReadLink(name string) (target string, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	err = guard(l.kind, func() error {
+	err = l.call(func() error {
 		target, err = l.readLink(name)
 		return err
 	})
 	return target, err
 }
 
-// Open opens a regular file or a directory. Reads of a file go through the same
-// lock, since the library's files share its reader.
+// Open opens a regular file or a directory. Reads of a file go through the
+// reader's lock when it has one, since the XFS library's files share its reader.
 func (l *linuxFS) Open(name string) (fs.File, error) {
 	info, err := l.Lstat(name)
 	if err != nil {
@@ -265,10 +304,8 @@ func (l *linuxFS) Open(name string) (fs.File, error) {
 		// reads is, and a corrupt inode claiming gigabytes would be read forever.
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("%s: file claims %d bytes, more than its %d-byte file system (corrupt inode?)", l.kind, info.Size(), l.size)}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var f fs.File
-	err = guard(l.kind, func() (err error) {
+	err = l.call(func() (err error) {
 		f, err = l.open(name)
 		return err
 	})
@@ -287,9 +324,7 @@ type lockedFile struct {
 func (f *lockedFile) Stat() (fs.FileInfo, error) { return f.info, nil }
 func (f *lockedFile) Close() error               { return f.f.Close() }
 func (f *lockedFile) Read(p []byte) (n int, err error) {
-	f.l.mu.Lock()
-	defer f.l.mu.Unlock()
-	err = guard(f.l.kind, func() error {
+	err = f.l.call(func() error {
 		n, err = f.f.Read(p)
 		return err
 	})

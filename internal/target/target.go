@@ -355,14 +355,14 @@ func (t *Target) readError(prefix string, err error) error {
 }
 
 func openLinuxFS(typ string, sec *io.SectionReader) (*rootfs.FS, error) {
-	sec = io.NewSectionReader(newReadAhead(sec, sec.Size()), 0, sec.Size())
 	var (
 		l   *linuxFS
 		err error
 	)
 	if typ == disk.FSXFS {
-		l, err = newXFS(sec)
+		l, err = newXFS(io.NewSectionReader(newReadAhead(sec, sec.Size()), 0, sec.Size()))
 	} else {
+		// The ext4 reader puts read-ahead under its metadata reads only.
 		l, err = newExt4(sec)
 	}
 	if err != nil {
