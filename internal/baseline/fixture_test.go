@@ -359,6 +359,16 @@ func TestELFMatchesChecksec(t *testing.T) {
 	if len(files) < 500 {
 		t.Fatalf("only %d binaries in the fixture", len(files))
 	}
+	// checksec is a shell script that runs ~20 processes per file (~0.5 s a
+	// file here): all ~1,000 binaries take 11 minutes cold on 2 cores, most of a
+	// CI run. A deterministic quarter (every 4th in path order, so every
+	// directory and package is represented) keeps the comparison while
+	// fitting the budget; vouch's own checks still cover every binary above.
+	sample := files[:0:0]
+	for i := 0; i < len(files); i += 4 {
+		sample = append(sample, files[i])
+	}
+	files = sample
 	cs := checksecResults(t, fx, files)
 	hostLibc, _ := os.ReadFile("/lib/x86_64-linux-gnu/libc.so.6")
 	fixLibc, _ := os.ReadFile(filepath.Join(root, sc.Libc))
