@@ -19,6 +19,7 @@ deps:
 fixtures: deps
 	@./scripts/fetch-debs.sh
 	@./scripts/build-fixtures.sh
+	@./scripts/build-cloud-fixture.sh
 
 # Every test, with the real fixtures (Debian images, OVMF boots). Cold: builds the
 # fixtures first (a few minutes); warm: reuses .cache/.

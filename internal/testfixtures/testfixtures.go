@@ -35,7 +35,8 @@ func Shared(parts ...string) string {
 var mu sync.Mutex
 
 // Path returns the path of fixture name (e.g. "debian.raw"), building it with
-// scripts/build-fixtures.sh when it is missing (the script caches and locks).
+// scripts/build-fixtures.sh when it is missing (the script caches and locks);
+// debian-cloud.qcow2 is built by scripts/build-cloud-fixture.sh.
 func Path(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(Dir(), name)
@@ -47,9 +48,13 @@ func Path(t testing.TB, name string) string {
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	script(t, "build-fixtures.sh", name)
+	builder, args := "build-fixtures.sh", []string{name}
+	if name == "debian-cloud.qcow2" {
+		builder, args = "build-cloud-fixture.sh", nil
+	}
+	script(t, builder, args...)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("fixture %s was not built by scripts/build-fixtures.sh: %v", name, err)
+		t.Fatalf("fixture %s was not built by scripts/%s: %v", name, builder, err)
 	}
 	return p
 }
