@@ -122,8 +122,9 @@ Exit codes: 0 all good, 1 findings at or above --fail-on, 2 usage or input error
 		newPackagesCmd(),
 		newSBOMCmd(),
 		newVulnCmd(),
-		newFirmwareCmd(),
 		newGateCmd(),
+		newFirmwareCmd(),
+		newTestCmd(),
 	)
 	return root
 }
