@@ -470,7 +470,9 @@ func (h RebootHow) String() string {
 
 // Reboot restarts the machine and returns once the reset happened (QMP RESET
 // event); call WaitBoot to wait for the new boot. ViaGuest needs the cloud-init
-// seed (SSH).
+// seed (SSH). ViaQMP is the reset button: what the guest has not yet written
+// back is lost, as on real hardware (cloud-init's first-boot SSH host keys,
+// seconds old, can come back empty and sshd then refuses to start).
 func (m *Machine) Reboot(ctx context.Context, how RebootHow) error {
 	events := len(m.qmp.Events())
 	mark := m.console.Mark()
