@@ -29,6 +29,7 @@ type testFlags struct {
 	format, output, consoleLog       string
 	timeout, bootTimeout             time.Duration
 	accel, dnsName, workDir          string
+	cpus, memoryMiB                  int
 	matrix, fullBoot, list           bool
 }
 
@@ -133,6 +134,8 @@ the boot disagrees with the prediction), 2 bad input or the test could not run
 	fl.StringVar(&f.consoleLog, "console-log", "", "save the serial console to this file")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "hard limit for the VM's life (all boots and cases)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 8*time.Minute, "limit for each boot (and reboot) to reach a login prompt")
+	fl.IntVar(&f.cpus, "cpus", 2, "virtual CPUs of the VM (under TCG each is a host thread: more than the host's cores only slows it)")
+	fl.IntVar(&f.memoryMiB, "memory", 1024, "memory of the VM in MiB")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto (KVM when a probe shows it works, else TCG), kvm or tcg")
 	fl.StringVar(&f.dnsName, "dns-name", "deb.debian.org", "name the network.dns case resolves in the guest")
 	fl.StringVar(&f.workDir, "work-dir", "", "directory for the VM's temporary files (default: the system's)")
@@ -195,6 +198,7 @@ func runTest(c *cobra.Command, args []string, f *testFlags) error {
 	table := imagetest.NewTableWriter(progress, cases)
 	cfg := imagetest.Config{
 		Image: args[0], Firmware: fw, FirmwareName: name, Accel: f.accel,
+		CPUs: f.cpus, MemoryMiB: f.memoryMiB,
 		Timeout: f.timeout, BootTimeout: f.bootTimeout, WorkDir: f.workDir,
 		ConsoleLog: f.consoleLog, DNSName: f.dnsName, Log: c.ErrOrStderr(), Observer: table,
 	}
