@@ -135,6 +135,10 @@ func TestBootFailures(t *testing.T) {
 		// shim with its Microsoft 2011 signature removed stands in for it: on a
 		// 2011-only store both are images whose signature db does not trust.
 		{"unsigned shim on the Microsoft 2011 store", unsignedShimDisk, Firmware{Boot: UEFI, SecureBoot: true}, "firmware refused the image (Secure Boot: Access Denied)"},
+		// The issue's "kernel that panics": Debian's signed kernel, booted by
+		// the signed shim and GRUB, with no initramfs (so no virtio_blk) and a
+		// root that does not exist, panic=1.
+		{"kernel panic: no root", panicDisk, Firmware{Boot: UEFI, SecureBoot: true}, "kernel panic"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,6 +192,34 @@ func unsignedShimDisk(t *testing.T) string {
 	f.Close()
 	run(t, "sgdisk", "-o", "-n", "1:2048:+256M", "-t", "1:C12A7328-F81F-11D2-BA4B-00A0C93EC93B", disk)
 	run(t, "dd", "if="+esp, "of="+disk, "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none")
+	return disk
+}
+
+// panicDisk is a sparse copy of the fixture image whose ESP grub.cfg boots the
+// kernel without its initramfs, with root=/dev/vdz and panic=1: the kernel
+// cannot mount a root and panics ("VFS: Unable to mount root fs").
+func panicDisk(t *testing.T) string {
+	t.Helper()
+	needTool(t, "mcopy", "mtools")
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "panic.raw")
+	run(t, "cp", "--sparse=always", testfixtures.Path(t, "debian.raw"), disk)
+	kernels, _ := filepath.Glob(filepath.Join(testfixtures.Path(t, "rootfs"), "boot", "vmlinuz-*"))
+	if len(kernels) == 0 {
+		t.Fatal("no boot/vmlinuz-* in the rootfs fixture")
+	}
+	cfg := filepath.Join(dir, "grub.cfg")
+	menu := `set timeout=0
+set default=0
+search --no-floppy --fs-uuid --set=root 6a1f5c3e-2b7d-4e0a-9c1b-5d3e7f9a0b21
+menuentry 'panic' {
+	linux /boot/` + filepath.Base(kernels[len(kernels)-1]) + ` root=/dev/vdz ro panic=1 console=ttyS0,115200
+}
+`
+	if err := os.WriteFile(cfg, []byte(menu), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "env", "MTOOLS_SKIP_CHECK=1", "mcopy", "-o", "-i", disk+"@@1M", cfg, "::/EFI/debian/grub.cfg")
 	return disk
 }
 
