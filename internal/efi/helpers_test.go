@@ -1,7 +1,6 @@
 package efi
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -11,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -49,23 +50,9 @@ func readFile(t testing.TB, p string) []byte {
 	return b
 }
 
-// golden compares got with testdata/name, or rewrites it with -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/efi -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file; got:\n%s", p, got)
-	}
+	testfixtures.Golden(t, name, got, *update)
 }
 
 // describeVars lists variables with attributes, size and a digest, then the

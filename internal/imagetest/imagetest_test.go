@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/internal/baseline"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"github.com/vouch-dev/vouch/internal/vm"
 )
 
@@ -300,19 +301,7 @@ func fixedReport() *Report {
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run go test -update after checking):\n%s", name, got)
-	}
+	testfixtures.Golden(t, name, got, *update)
 }
 
 func TestGoldenReports(t *testing.T) {

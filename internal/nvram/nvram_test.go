@@ -126,19 +126,7 @@ func selfSigned(t testing.TB, cn string, ec bool) *x509.Certificate {
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/nvram -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file; run with -update and review the diff", name)
-	}
+	testfixtures.Golden(t, name, got, *update)
 }
 
 func TestListGolden(t *testing.T) {

@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/finding"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -33,19 +32,7 @@ func sample() *Report {
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file (run go test -update after checking):\n%s", name, got)
-	}
+	testfixtures.Golden(t, name, got, *update)
 }
 
 func TestGolden(t *testing.T) {

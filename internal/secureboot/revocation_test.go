@@ -1,7 +1,6 @@
 package secureboot
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/sha1"
 	"encoding/hex"
@@ -212,19 +211,7 @@ func TestRevocationRealDBX(t *testing.T) {
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n%s", name, got)
-	}
+	testfixtures.Golden(t, name, got, *update)
 }
 
 // TestRevocationDBXHits: updates that revoke Debian's GRUB or shim, in every
