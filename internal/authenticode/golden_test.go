@@ -22,10 +22,10 @@ import (
 )
 
 // Real artefacts: Debian's signed boot chain (scripts/fetch-debs.sh) and the
-// shared EFI samples.
+// public reference data in the repository's testdata/.
 var (
 	debsDir   = filepath.Join("..", "..", ".cache", "debs", "x")
-	sharedDir = filepath.Join("..", "..", "..", "shared", "data", "secureboot")
+	sharedDir = filepath.Join("..", "..", "testdata", "secureboot")
 	shimPath  = filepath.Join(debsDir, "shim-signed", "usr", "lib", "shim", "shimx64.efi.signed")
 	grubPath  = filepath.Join(debsDir, "grub-efi-amd64-signed", "usr", "lib", "grub", "x86_64-efi-signed", "grubx64.efi.signed")
 )
@@ -38,7 +38,6 @@ func realFiles(t testing.TB) []string {
 		filepath.Join(debsDir, "shim-helpers-amd64-signed", "usr", "lib", "shim", "*.efi.signed"),
 		filepath.Join(debsDir, "grub-efi-amd64-signed", "usr", "lib", "grub", "x86_64-efi-signed", "*.efi.signed"),
 		filepath.Join(debsDir, "linux-image", "boot", "vmlinuz-*"),
-		filepath.Join(sharedDir, "efi", "*.efi"),
 	} {
 		m, err := filepath.Glob(pattern)
 		if err != nil || len(m) == 0 {
@@ -339,14 +338,21 @@ func TestVerifiesWithReal(t *testing.T) {
 		check("GRUB", s, ca2011, false)
 		check("GRUB", s, ca2023, false)
 	}
-	// Ubuntu's shim from efi_signer, signed once by the 2011 CA, and the
-	// Canonical + Microsoft dual-signed one.
-	ms := parseFile(t, filepath.Join(sharedDir, "efi", "efi_signer-shimx64-ms2011.efi")).Signatures()
-	check("efi_signer shim", ms[0], ca2011, true)
-	check("efi_signer shim", ms[0], ca2023, false)
-	dual := parseFile(t, filepath.Join(sharedDir, "efi", "efi_signer-shimx64-canonical-ms2011.efi")).Signatures()
-	check("Canonical signature", dual[0], ca2011, false)
-	check("Microsoft signature", dual[1], ca2011, true)
+	// Debian's shim with its 2023 signature removed: signed once, by the 2011 CA.
+	only2011, err := authenticode.RemoveSignature(readFile(t, shimPath), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := authenticode.Parse(only2011)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := im.Signatures()
+	if len(ms) != 1 {
+		t.Fatalf("shim without its second signature has %d signatures, want 1", len(ms))
+	}
+	check("2011-only shim", ms[0], ca2011, true)
+	check("2011-only shim", ms[0], ca2023, false)
 }
 
 func TestRemoveSignatureReal(t *testing.T) {

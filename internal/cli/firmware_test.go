@@ -15,8 +15,8 @@ import (
 )
 
 var (
-	msCerts       = testfixtures.Shared("secureboot", "certs")
-	dbxUpdateFile = testfixtures.Shared("secureboot", "dbx", "DBXUpdate-amd64.bin")
+	msCerts       = testfixtures.Data("secureboot", "certs")
+	dbxUpdateFile = testfixtures.Data("secureboot", "dbx", "DBXUpdate-amd64.bin")
 )
 
 func fileSum(t *testing.T, p string) string {

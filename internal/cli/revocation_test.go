@@ -13,7 +13,7 @@ import (
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
-func sharedDBX(name string) string { return testfixtures.Shared("secureboot", "dbx", name) }
+func sharedDBX(name string) string { return testfixtures.Data("secureboot", "dbx", name) }
 
 type impactJSON struct {
 	RevocationImpact struct {
@@ -149,7 +149,7 @@ func TestSecureBootSBATLevel(t *testing.T) {
 	if ri := r.RevocationImpact; !ri.BootsAfter || ri.SBAT.After.Datestamp != "2025051000" || len(ri.Revoked) != 0 {
 		t.Errorf("latest: %+v", ri)
 	}
-	history := testfixtures.Shared("secureboot", "SbatLevel_Variable.txt")
+	history := testfixtures.Data("secureboot", "SbatLevel_Variable.txt")
 	r = runImpact(t, 0, "--firmware", "microsoft-2011", "--sbat-level", history+"#2025051000", img)
 	if ri := r.RevocationImpact; !ri.BootsAfter || ri.SBAT.After.Datestamp != "2025051000" {
 		t.Errorf("history: %+v", ri)
@@ -185,7 +185,7 @@ func TestSecureBootRevocationBadInput(t *testing.T) {
 	noSvns, _ := json.Marshal(doc)
 	badJSON := writeTemp(t, "list.json", noSvns)
 	garbage := writeTemp(t, "level.txt", []byte("not a level\n"))
-	history := testfixtures.Shared("secureboot", "SbatLevel_Variable.txt")
+	history := testfixtures.Data("secureboot", "SbatLevel_Variable.txt")
 	cases := []struct {
 		args []string
 		want []string

@@ -179,7 +179,7 @@ func TestSecureBootVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	shim2023 := writeTemp(t, "shim2023.efi", only2023)
-	ca2023 := testfixtures.Shared("secureboot", "certs", "db-microsoft-uefi-ca-2023.der")
+	ca2023 := testfixtures.Data("secureboot", "certs", "db-microsoft-uefi-ca-2023.der")
 	cases := []struct {
 		args   []string
 		code   int
@@ -190,7 +190,7 @@ func TestSecureBootVerify(t *testing.T) {
 		{[]string{"--firmware", "microsoft-2023", shim2023}, 0, "microsoft-uefi-ca-2023"},
 		{[]string{"--firmware", "microsoft-2011", shim2023}, 1, ""},
 		{[]string{"--firmware", "microsoft-2011", "--db-cert", ca2023, shim2023}, 0, "--db-cert"},
-		{[]string{"--efivars", testfixtures.Shared("secureboot", "efivars-shim-test-data-1"), shimFile}, 0, "microsoft-uefi-ca-2011"},
+		{[]string{"--efivars", testfixtures.Data("secureboot", "efivars-shim-test-data-1"), shimFile}, 0, "microsoft-uefi-ca-2011"},
 	}
 	for _, c := range cases {
 		code, out, errs := run(t, append([]string{"secureboot", "verify", "--format", "json"}, c.args...)...)

@@ -22,7 +22,7 @@ func readFile(t testing.TB, p string) []byte {
 
 func readShared(t testing.TB, parts ...string) []byte {
 	t.Helper()
-	return readFile(t, testfixtures.Shared(parts...))
+	return readFile(t, testfixtures.Data(parts...))
 }
 
 // targetStagesOf opens an image or directory target and finds its stages.

@@ -34,8 +34,8 @@ var update = flag.Bool("update", false, "rewrite golden files")
 const msVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 
 var (
-	certDir   = testfixtures.Shared("secureboot", "certs")
-	dbxUpdate = testfixtures.Shared("secureboot", "dbx", "DBXUpdate-amd64.bin")
+	certDir   = testfixtures.Data("secureboot", "certs")
+	dbxUpdate = testfixtures.Data("secureboot", "dbx", "DBXUpdate-amd64.bin")
 )
 
 func readFile(t testing.TB, p string) []byte {
@@ -161,7 +161,7 @@ func TestListGolden(t *testing.T) {
 	// The efivarfs samples: the same description, without timestamps
 	// (efivarfs does not show them).
 	for _, d := range []string{"efivars-shim-test-data-0", "efivars-shim-test-data-1"} {
-		dir := testfixtures.Shared("secureboot", d)
+		dir := testfixtures.Data("secureboot", d)
 		vs, err := efi.ReadVarDir(os.DirFS(dir), d)
 		if err != nil {
 			t.Fatal(err)

@@ -30,7 +30,7 @@ const (
 	mmRel   = "shim-helpers-amd64-signed/usr/lib/shim/mmx64.efi.signed"
 )
 
-var sharedDir = testfixtures.Shared("secureboot")
+var sharedDir = testfixtures.Data("secureboot")
 
 func deb(t testing.TB, rel string) []byte {
 	t.Helper()

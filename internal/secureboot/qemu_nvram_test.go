@@ -58,7 +58,7 @@ func editStore(t *testing.T, edit func(s *nvram.Store) error) []byte {
 func TestQEMUEditedStores(t *testing.T) {
 	dual, only2011, only2023 := secureboot.DebianShims(t)
 	grub := secureboot.DebianGRUB(t)
-	certDir := testfixtures.Shared("secureboot", "certs")
+	certDir := testfixtures.Data("secureboot", "certs")
 	ca2023, err := nvram.ReadCertFile(filepath.Join(certDir, "db-microsoft-uefi-ca-2023.der"))
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestQEMUEditedStores(t *testing.T) {
 			return err
 		}),
 		"2011+apply-DBXUpdate": editStore(t, func(s *nvram.Store) error {
-			upd := testfixtures.Shared("secureboot", "dbx", "DBXUpdate-amd64.bin")
+			upd := testfixtures.Data("secureboot", "dbx", "DBXUpdate-amd64.bin")
 			b, err := os.ReadFile(upd)
 			if err != nil {
 				return err

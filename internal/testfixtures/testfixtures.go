@@ -27,9 +27,11 @@ func Dir() string {
 	return filepath.Join(Repo(), ".cache", "fixtures")
 }
 
-// Shared returns the path of a file in ../shared/data (public reference data).
-func Shared(parts ...string) string {
-	return filepath.Join(append([]string{Repo(), "..", "shared", "data"}, parts...)...)
+// Data returns the path of a file of public reference data kept in the
+// repository's testdata/ (certificates, DBX updates, SbatLevel history, efivars
+// dumps; testdata/secureboot/README.md says where each came from).
+func Data(parts ...string) string {
+	return filepath.Join(append([]string{Repo(), "testdata"}, parts...)...)
 }
 
 var mu sync.Mutex

@@ -136,7 +136,7 @@ func Store2011(t testing.TB) []byte {
 func StoreBoth(t testing.TB) []byte {
 	t.Helper()
 	return EditStore(t, Store2011(t), func(s *efi.VarStore) {
-		cert, err := os.ReadFile(testfixtures.Shared("secureboot", "certs", "db-microsoft-uefi-ca-2023.der"))
+		cert, err := os.ReadFile(testfixtures.Data("secureboot", "certs", "db-microsoft-uefi-ca-2023.der"))
 		if err != nil {
 			t.Fatal(err)
 		}
