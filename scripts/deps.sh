@@ -32,6 +32,7 @@ need=(
 files=(
   "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf"
   "/usr/share/OVMF/OVMF_VARS_4M.ms.fd ovmf"
+  "/usr/lib/postgresql postgresql"
 )
 missing=()
 for pair in "${need[@]}"; do
