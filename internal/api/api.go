@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -75,7 +74,7 @@ type Server struct {
 func New(s store.Store, lim Limits, log *slog.Logger) *Server {
 	lim.defaults()
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = discard()
 	}
 	srv := &Server{Store: s, Fleet: fleet.NewService(s), Limits: lim, Log: log, mux: http.NewServeMux(),
 		limiter: &limiter{rate: lim.Rate, burst: float64(lim.Burst), buckets: map[string]*bucket{}}}
