@@ -149,9 +149,11 @@ func runOnce(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := send(ctx, o, c, st, col, res); err != nil {
+		sr := &Result{}
+		if _, err := send(ctx, o, c, st, col, sr); err != nil {
 			return res, err
 		}
+		res.Uploaded += sr.Uploaded
 		if err := os.RemoveAll(sp); err != nil {
 			return res, fmt.Errorf("agent: %w", err)
 		}
