@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vouch-dev/vouch/internal/agent"
 	"github.com/vouch-dev/vouch/internal/api"
@@ -133,6 +134,47 @@ func TestServerPostgres(t *testing.T) {
 	u := c.NewDatabase(t)
 	data := t.TempDir()
 	suite(t, func(t *testing.T) *server { return startServer(t, data, u, api.Limits{}) })
+}
+
+// TestDatabaseGone: PostgreSQL stops while hosts report. The server answers
+// a clear 5xx, the agent retries and spools, and once the database is back
+// the spooled report arrives; nothing is lost or mixed.
+func TestDatabaseGone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx := context.Background()
+	c := pgtest.Start(t)
+	s := startServer(t, t.TempDir(), c.NewDatabase(t), api.Limits{})
+	admin := client(t, s, s.Admin)
+	enroll, _ := admin.CreateToken(ctx, store.RoleEnroll, "")
+	reader, _ := admin.CreateToken(ctx, store.RoleReader, "")
+	state := t.TempDir()
+	src := agent.Source{Root: hostRoot(t, "QEMU", "pc"), EFIVars: amiVars(1), Hostname: "db-gone"}
+	runAgent(t, s, enroll, state, src)
+
+	if err := c.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client(t, s, reader).Hosts(ctx, fleet.Query{}); status(err) != http.StatusInternalServerError {
+		t.Fatalf("query while the database is gone: %v", err)
+	}
+	src.Config.Label = "after-outage"
+	res, err := agent.Run(ctx, agent.Options{Server: s.URL, StateDir: state, Source: src, Once: true, Attempts: 3, BackoffBase: time.Millisecond})
+	if err == nil || !res.Spooled {
+		t.Fatalf("agent while the database is gone: %+v %v", res, err)
+	}
+	if err := c.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = agent.Run(ctx, agent.Options{Server: s.URL, StateDir: state, Source: src, Once: true, Attempts: 5, BackoffBase: 10 * time.Millisecond})
+	if err != nil || res.FromSpool != 1 {
+		t.Fatalf("agent after the database came back: %+v %v", res, err)
+	}
+	h, err := client(t, s, reader).Hosts(ctx, fleet.Query{Dims: map[string]string{"label": "after-outage"}})
+	if err != nil || len(h.Hosts) != 1 || h.Hosts[0].Hostname != "db-gone" {
+		t.Fatalf("spooled report after the outage: %+v %v", h, err)
+	}
 }
 
 // suite runs the API's behaviour against a server start function (called

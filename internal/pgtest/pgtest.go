@@ -146,12 +146,13 @@ func (c *Cluster) Stop() error {
 	return err
 }
 
-// Restart stops the server (immediate mode, like a crash) and starts it again.
-func (c *Cluster) Restart() error {
-	data := filepath.Join(c.Dir, "data")
-	if err := c.run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
-		return err
-	}
+// Halt stops the server at once (like a crash), keeping its data.
+func (c *Cluster) Halt() error {
+	return c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "immediate", "-w", "stop")
+}
+
+// Resume starts a halted server again.
+func (c *Cluster) Resume() error {
 	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c max_connections=200", c.Dir)
-	return c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "log"), "-w", "-t", "120", "-o", opts, "start")
+	return c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-l", filepath.Join(c.Dir, "log"), "-w", "-t", "120", "-o", opts, "start")
 }
