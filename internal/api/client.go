@@ -32,6 +32,7 @@ func NewClient(base, token, caFile string) (*Client, error) {
 		return nil, fmt.Errorf("api: server URL %q: want http(s)://HOST:PORT", base)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64 // many agents (the simulator) share one client
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,6 +31,19 @@ type dialect struct {
 type sqlStore struct {
 	db *sql.DB
 	d  dialect
+	// wmu serialises writes when the database has one writer (SQLite):
+	// waiting on a Go mutex is fast, SQLite's busy handler sleeps.
+	wmu *sync.Mutex
+}
+
+// lockWrite takes the write lock, if the dialect has one; the returned
+// function releases it.
+func (s *sqlStore) lockWrite() func() {
+	if s.wmu == nil {
+		return func() {}
+	}
+	s.wmu.Lock()
+	return s.wmu.Unlock
 }
 
 func (s *sqlStore) Driver() string { return s.d.name }
@@ -111,6 +125,7 @@ func stripComments(s string) string {
 }
 
 func (s *sqlStore) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	defer s.lockWrite()()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -134,6 +149,7 @@ func wrap(op string, err error) error {
 }
 
 func (s *sqlStore) CreateToken(ctx context.Context, t Token) error {
+	defer s.lockWrite()()
 	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO tokens (hash, role, host_id, note, created_at) VALUES (?, ?, ?, ?, ?)`),
 		t.Hash, t.Role, t.HostID, t.Note, t.CreatedAt.Unix())
 	if err != nil && s.d.isUnique(err) {
@@ -216,6 +232,7 @@ type execer interface {
 }
 
 func (s *sqlStore) PutBlob(ctx context.Context, b Blob) error {
+	defer s.lockWrite()()
 	return wrap("put blob", s.putBlob(ctx, s.db, b))
 }
 
@@ -313,7 +330,9 @@ func b2i(b bool) int {
 }
 
 func (s *sqlStore) Seen(ctx context.Context, hostID, digest string, at time.Time) error {
+	unlock := s.lockWrite()
 	res, err := s.db.ExecContext(ctx, s.q(`UPDATE hosts SET last_seen = ? WHERE id = ? AND report_digest = ? AND report_digest <> ''`), at.Unix(), hostID, digest)
+	unlock()
 	if err != nil {
 		return wrap("seen", err)
 	}

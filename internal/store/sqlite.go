@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -36,7 +37,7 @@ func openSQLite(ctx context.Context, file string) (Store, error) {
 	// One writer at a time is SQLite's rule; a few connections let readers
 	// run beside it.
 	db.SetMaxOpenConns(4)
-	s := &sqlStore{db: db, d: dialect{name: "sqlite", isUnique: sqliteUnique}}
+	s := &sqlStore{db: db, d: dialect{name: "sqlite", isUnique: sqliteUnique}, wmu: &sync.Mutex{}}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", file, err)
