@@ -28,6 +28,7 @@ need=(
   "gpg gnupg"
   "lynis lynis"
   "bc bc"
+  "chromium chromium"
 )
 files=(
   "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf"

@@ -12,6 +12,7 @@ import (
 	"github.com/vouch-dev/vouch/internal/agent"
 	"github.com/vouch-dev/vouch/internal/api"
 	"github.com/vouch-dev/vouch/internal/store"
+	"github.com/vouch-dev/vouch/internal/web"
 )
 
 func newServeCmd() *cobra.Command {
@@ -35,6 +36,7 @@ DIR/admin.token (mode 0600); create other tokens with 'vouch token create'.`,
 			o.Ready = func(addr, tok string) {
 				fmt.Fprintf(c.ErrOrStderr(), "vouch serve: listening on %s (admin token in %s)\n", addr, tok)
 			}
+			o.Routes = web.Register
 			if err := api.Serve(c.Context(), o); err != nil {
 				return &exitError{code: ExitError, err: err}
 			}

@@ -227,12 +227,14 @@ type Counts struct {
 	SecureBootOff        int64 `json:"secureBootOff"`
 	BootsToday           int64 `json:"bootsToday"`
 	Survives2023OnlyShim int64 `json:"survives2023OnlyShim"`
-	CanAcceptDBUpdate    int64 `json:"canAcceptDBUpdate"`
-	On2023               int64 `json:"on2023"`
-	Only2011             int64 `json:"only2011"`
-	TestPK               int64 `json:"testPK"`
-	PCR7Sealed           int64 `json:"pcr7Sealed"`
-	UnknownFirmware      int64 `json:"unknownFirmware"`
+	// StopsWith2023OnlyShim boot today and would not with a 2023-only shim.
+	StopsWith2023OnlyShim int64 `json:"stopsWith2023OnlyShim"`
+	CanAcceptDBUpdate     int64 `json:"canAcceptDBUpdate"`
+	On2023                int64 `json:"on2023"`
+	Only2011              int64 `json:"only2011"`
+	TestPK                int64 `json:"testPK"`
+	PCR7Sealed            int64 `json:"pcr7Sealed"`
+	UnknownFirmware       int64 `json:"unknownFirmware"`
 }
 
 func (c *Counts) add(st *State, n, sealed int64) {
@@ -246,7 +248,8 @@ func (c *Counts) add(st *State, n, sealed int64) {
 		dst *int64
 	}{
 		{st.FirmwareKnown && !st.SecureBootEnabled, &c.SecureBootOff}, {st.FirmwareKnown && st.BootsToday, &c.BootsToday},
-		{st.FirmwareKnown && st.BootsWith2023OnlyShim, &c.Survives2023OnlyShim}, {st.FirmwareKnown && st.CanAcceptDBUpdate, &c.CanAcceptDBUpdate},
+		{st.FirmwareKnown && st.BootsWith2023OnlyShim, &c.Survives2023OnlyShim},
+		{st.FirmwareKnown && st.BootsToday && !st.BootsWith2023OnlyShim, &c.StopsWith2023OnlyShim}, {st.FirmwareKnown && st.CanAcceptDBUpdate, &c.CanAcceptDBUpdate},
 		{st.On2023, &c.On2023}, {st.Only2011, &c.Only2011}, {st.TestPK, &c.TestPK},
 	} {
 		if x.ok {
