@@ -26,7 +26,7 @@ bootsToday, notBootingToday, survives2023OnlyShim, stopsWith2023OnlyShim,
 canAcceptDBUpdate, cannotAcceptDBUpdate, on2023, only2011, testPK, pcr7Sealed,
 unknownFirmware).`,
 	}
-	c.AddCommand(newFleetHostsCmd(), newFleetHostCmd(), newFleetReadinessCmd(), newFleetWhatIfCmd(), newFleetCanariesCmd())
+	c.AddCommand(newFleetHostsCmd(), newFleetHostCmd(), newFleetReadinessCmd(), newFleetWhatIfCmd(), newFleetCanariesCmd(), newFleetSimulateCmd())
 	return c
 }
 

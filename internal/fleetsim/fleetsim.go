@@ -103,7 +103,7 @@ func Host(t Template, i int, r *rand.Rand) *fleet.Report {
 	m := models[r.IntN(len(models))]
 	rep.Hostname = fmt.Sprintf("sim-%07d", i)
 	rep.DMI = fleet.DMI{SysVendor: m[0], ProductName: m[1], BIOSVendor: m[2], BIOSVersion: fmt.Sprintf("%d.%d", 1+r.IntN(3), r.IntN(10))}
-	rep.Platform = fleet.Platform(rep.DMI, true)
+	rep.Platform = fleet.Platform(rep.DMI, false)
 	rl := releases[r.IntN(len(releases))]
 	rep.OS = fleet.OS{ID: rl[0], VersionID: rl[1], PrettyName: rl[0] + " " + rl[1]}
 	rep.Lineage = fmt.Sprintf("golden-%s-%d", rl[0], 2025+r.IntN(2))
