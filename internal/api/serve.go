@@ -21,13 +21,16 @@ type ServeOptions struct {
 	// DataDir holds the SQLite database (vouch.db) and admin.token.
 	DataDir string
 	// Database is a postgres:// URL; "" is SQLite under DataDir.
-	Database         string
-	TLSCert, TLSKey  string
-	Limits           Limits
-	Log              *slog.Logger
+	Database        string
+	TLSCert, TLSKey string
+	Limits          Limits
+	Log             *slog.Logger
 	// Ready is called with the listening address once the server accepts
 	// connections, and the admin token file's path.
 	Ready func(addr, adminTokenFile string)
+	// JobLease is how long a worker's claim on a job lasts without a
+	// heartbeat (default 30s).
+	JobLease time.Duration
 	// Routes adds routes (the dashboard) to the server's mux.
 	Routes func(*Server)
 }
@@ -51,6 +54,10 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	srv := New(st, o.Limits, o.Log)
+	srv.ImageDir = filepath.Join(o.DataDir, "images")
+	if err := srv.setJobLease(o.JobLease); err != nil {
+		return err
+	}
 	if o.Routes != nil {
 		o.Routes(srv)
 	}
