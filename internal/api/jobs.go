@@ -204,7 +204,11 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request, _ *principa
 		return err
 	}
 	if err := jobs.CheckImage(tmp.Name()); err != nil {
-		return errorf(http.StatusBadRequest, "upload: %s", errors.Unwrap(err).Error())
+		var ie *jobs.InputError
+		if errors.As(err, &ie) {
+			return errorf(http.StatusBadRequest, "upload: %s", ie.Reason)
+		}
+		return err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	final := filepath.Join(s.ImageDir, sum+".img")

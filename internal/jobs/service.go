@@ -251,8 +251,12 @@ func CheckImage(path string) error {
 		return inputf("image %s is not a disk image: %v", path, err)
 	}
 	defer img.Close()
-	if _, err := disk.ReadTable(img, img.Size()); err != nil {
+	tab, err := disk.ReadTable(img, img.Size())
+	if err != nil {
 		return inputf("image %s is not a bootable disk image (no partition table): %v", path, err)
+	}
+	if tab.Kind == "none" || len(tab.Partitions) == 0 {
+		return inputf("image %s is not a bootable disk image (no partition table)", path)
 	}
 	return nil
 }
@@ -347,7 +351,7 @@ type Update struct {
 	Lease   string             `json:"lease"`
 	State   string             `json:"state,omitempty"`
 	Results []Result           `json:"results,omitempty"`
-	Report  *Report            `json:"report,omitempty"`
+	Report  json.RawMessage    `json:"report,omitempty"` // a Report
 	Reason  string             `json:"reason,omitempty"`
 	Logs    []store.JobLogLine `json:"logs,omitempty"`
 }
@@ -371,7 +375,11 @@ func (s *Service) Update(ctx context.Context, name string, u Update) (UpdateAnsw
 		su.Results, _ = json.Marshal(u.Results)
 	}
 	if u.Report != nil {
-		su.Report, _ = json.Marshal(u.Report)
+		var rep Report
+		if err := json.Unmarshal(u.Report, &rep); err != nil {
+			return UpdateAnswer{}, inputf("report: %v", err)
+		}
+		su.Report = u.Report
 	}
 	if len(u.Logs) > 10000 {
 		return UpdateAnswer{}, inputf("at most 10000 log lines per update")

@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -150,8 +151,7 @@ func (e *execution) pending() (u Update, more bool) {
 	e.logs = nil
 	if e.dirty {
 		u.Results = append([]Result{}, e.results...)
-		rep := e.report
-		u.Report = &rep
+		u.Report, _ = json.Marshal(e.report)
 		e.dirty = false
 	}
 	if len(e.states) > 0 {
@@ -283,7 +283,11 @@ var errCanceled = errors.New("jobs: canceled on request")
 func (w *Worker) run(ctx context.Context, e *execution) (string, string) {
 	spec := e.cl.Job.Properties.Spec
 	byName := map[string]imagetest.Case{}
-	for _, c := range w.Catalogue {
+	cat := w.Catalogue
+	if cat == nil {
+		cat = imagetest.All()
+	}
+	for _, c := range cat {
 		byName[c.Name] = c
 	}
 	var cases []imagetest.Case
