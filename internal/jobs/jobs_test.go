@@ -512,3 +512,26 @@ func TestLostWorker(t *testing.T) {
 		t.Errorf("events do not say why: %v", notes)
 	}
 }
+
+func TestOpenAPIDocumentsJobRoutes(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "vouch.db"), 30*time.Second)
+	resp, err := http.Get(e.http.URL + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"get /v1/templates", "get /v1/templates/{name}", "put /v1/templates/{name}", "patch /v1/templates/{name}",
+		"delete /v1/templates/{name}", "post /v1/images", "post /v1/jobs", "get /v1/jobs", "get /v1/jobs/{name}", "get /v1/jobs/{name}/events",
+		"get /v1/jobs/{name}/logs", "post /v1/jobs/{name}/cancel", "delete /v1/jobs/{name}", "post /v1/worker/claim", "post /v1/worker/jobs/{name}"} {
+		m, p, _ := strings.Cut(r, " ")
+		if doc.Paths[p][m] == nil {
+			t.Errorf("openapi.json lacks %s", r)
+		}
+	}
+}
