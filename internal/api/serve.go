@@ -21,10 +21,10 @@ type ServeOptions struct {
 	// DataDir holds the SQLite database (vouch.db) and admin.token.
 	DataDir string
 	// Database is a postgres:// URL; "" is SQLite under DataDir.
-	Database         string
-	TLSCert, TLSKey  string
-	Limits           Limits
-	Log              *slog.Logger
+	Database        string
+	TLSCert, TLSKey string
+	Limits          Limits
+	Log             *slog.Logger
 	// Ready is called with the listening address once the server accepts
 	// connections, and the admin token file's path.
 	Ready func(addr, adminTokenFile string)

@@ -229,10 +229,10 @@ func Run(t *testing.T, open Open) {
 			t.Fatal(err)
 		}
 		want := []store.Group{
-			{Values: []string{"aws"}, State: store.StatePair{"fw1", "c"}, Hosts: 1},
-			{Values: []string{"azure"}, State: store.StatePair{"fw0", "c"}, Hosts: 1},
-			{Values: []string{"qemu"}, State: store.StatePair{"fw0", "c"}, Hosts: 1, PCR7Sealed: 1},
-			{Values: []string{"qemu"}, State: store.StatePair{"fw1", "c"}, Hosts: 1},
+			{Values: []string{"aws"}, State: store.StatePair{FirmwareState: "fw1", BootChain: "c"}, Hosts: 1},
+			{Values: []string{"azure"}, State: store.StatePair{FirmwareState: "fw0", BootChain: "c"}, Hosts: 1},
+			{Values: []string{"qemu"}, State: store.StatePair{FirmwareState: "fw0", BootChain: "c"}, Hosts: 1, PCR7Sealed: 1},
+			{Values: []string{"qemu"}, State: store.StatePair{FirmwareState: "fw1", BootChain: "c"}, Hosts: 1},
 		}
 		if !reflect.DeepEqual(g, want) {
 			t.Fatalf("Groups = %+v\nwant %+v", g, want)
