@@ -205,7 +205,7 @@ func Run(t *testing.T, open Open) {
 		if len(q) != 2 {
 			t.Fatalf("qemu hosts = %d", len(q))
 		}
-		st, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{"fw1", "c"}}})
+		st, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{FirmwareState: "fw1", BootChain: "c"}}})
 		if len(st) != 2 || st[0].ID != "h1" || st[1].ID != "h3" {
 			t.Fatalf("state hosts = %+v", st)
 		}
