@@ -1,17 +1,17 @@
 package cli
 
 import (
-	"os/signal"
-	"syscall"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 

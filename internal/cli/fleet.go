@@ -212,9 +212,9 @@ func orDash(s string) string {
 
 func newFleetWhatIfCmd() *cobra.Command {
 	var (
-		f                              fleetCommon
+		f                             fleetCommon
 		shimPkg, dbxUpdate, sbatLevel string
-		dbAdd                          []string
+		dbAdd                         []string
 	)
 	c := &cobra.Command{
 		Use:   "whatif (--shim-package FILE | --dbx-update FILE | --sbat-level LEVEL | --db-add CERT)...",

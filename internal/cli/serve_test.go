@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/vouch-dev/vouch/internal/agent"
 	"github.com/vouch-dev/vouch/internal/api"
 	"github.com/vouch-dev/vouch/internal/fleet"
@@ -217,4 +219,32 @@ func TestServeContract(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d reports acknowledged before SIGKILL; all present after restart", len(acked), n)
+}
+
+// TestSystemdUnits: the unit files in dist/systemd run commands with flags
+// that exist.
+func TestSystemdUnits(t *testing.T) {
+	for file, cmd := range map[string]func() *cobra.Command{"vouch-agent.service": newAgentCmd, "vouch-serve.service": newServeCmd} {
+		b, err := os.ReadFile(filepath.Join(testfixtures.Repo(), "dist", "systemd", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var exec string
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
+				exec = v
+			}
+		}
+		f := strings.Fields(strings.NewReplacer("${VOUCH_SERVER}", "http://127.0.0.1:1", "${VOUCH_LISTEN}", "127.0.0.1:1", "$VOUCH_SERVE_ARGS", "").Replace(exec))
+		if len(f) < 3 || f[0] != "/usr/local/bin/vouch" {
+			t.Fatalf("%s: ExecStart=%q", file, exec)
+		}
+		c := cmd()
+		if err := c.ParseFlags(f[2:]); err != nil {
+			t.Errorf("%s: %v", file, err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(testfixtures.Repo(), "dist", "systemd", "vouch-agent.timer")); err != nil || !strings.Contains(string(b), "RandomizedDelaySec") {
+		t.Errorf("vouch-agent.timer: %v", err)
+	}
 }

@@ -205,7 +205,7 @@ func Run(t *testing.T, open Open) {
 		if len(q) != 2 {
 			t.Fatalf("qemu hosts = %d", len(q))
 		}
-		st, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{"fw1", "c"}}})
+		st, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{FirmwareState: "fw1", BootChain: "c"}}})
 		if len(st) != 2 || st[0].ID != "h1" || st[1].ID != "h3" {
 			t.Fatalf("state hosts = %+v", st)
 		}
@@ -229,10 +229,10 @@ func Run(t *testing.T, open Open) {
 			t.Fatal(err)
 		}
 		want := []store.Group{
-			{Values: []string{"aws"}, State: store.StatePair{"fw1", "c"}, Hosts: 1},
-			{Values: []string{"azure"}, State: store.StatePair{"fw0", "c"}, Hosts: 1},
-			{Values: []string{"qemu"}, State: store.StatePair{"fw0", "c"}, Hosts: 1, PCR7Sealed: 1},
-			{Values: []string{"qemu"}, State: store.StatePair{"fw1", "c"}, Hosts: 1},
+			{Values: []string{"aws"}, State: store.StatePair{FirmwareState: "fw1", BootChain: "c"}, Hosts: 1},
+			{Values: []string{"azure"}, State: store.StatePair{FirmwareState: "fw0", BootChain: "c"}, Hosts: 1},
+			{Values: []string{"qemu"}, State: store.StatePair{FirmwareState: "fw0", BootChain: "c"}, Hosts: 1, PCR7Sealed: 1},
+			{Values: []string{"qemu"}, State: store.StatePair{FirmwareState: "fw1", BootChain: "c"}, Hosts: 1},
 		}
 		if !reflect.DeepEqual(g, want) {
 			t.Fatalf("Groups = %+v\nwant %+v", g, want)
