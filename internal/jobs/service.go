@@ -14,6 +14,7 @@ import (
 	"github.com/vouch-dev/vouch/internal/container"
 	"github.com/vouch-dev/vouch/internal/disk"
 	"github.com/vouch-dev/vouch/internal/imagetest"
+	"github.com/vouch-dev/vouch/internal/nvram"
 	"github.com/vouch-dev/vouch/internal/store"
 )
 
@@ -192,6 +193,11 @@ func (s *Service) CreateJob(ctx context.Context, req CreateRequest) (Job, error)
 	}
 	if err := CheckImage(spec.Image.Path); err != nil {
 		return Job{}, err
+	}
+	if v := spec.Properties.Firmware.Vars; v != "" {
+		if _, err := nvram.Open(v); err != nil {
+			return Job{}, inputf("firmware variable store %s: %v", v, err)
+		}
 	}
 	switch spec.Accel {
 	case "", "auto", "kvm", "tcg":
