@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
 )
 
 // expand replaces glob patterns in files by their sorted matches.
@@ -157,10 +158,10 @@ func grubPerms() Control {
 			}
 			return na("no GRUB configuration (boot/grub/grub.cfg) in the root")
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			for _, f := range grubCfgs {
 				if s.exists(f) {
-					return c.fixMode(s, f, 0o600, "root", []string{"root"})
+					return fixMode(s, c, f, 0o600, "root", []string{"root"})
 				}
 			}
 			return nil
@@ -189,8 +190,8 @@ func coreLimits() Control {
 			}
 			return fail("no `* hard core 0` in /etc/security/limits.conf or limits.d")
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.appendLines(vouchLimitsFile, "# Set by vouch baseline remediate: no core dumps.", "*\thard\tcore\t0")
+		Fix: func(s *State, c *remediate.Changer) error {
+			return c.AppendLines(vouchLimitsFile, "# Set by vouch baseline remediate: no core dumps.", "*\thard\tcore\t0")
 		},
 	}
 }
@@ -221,7 +222,7 @@ func bannerClean(name, text string) Control {
 			}
 			return pass("/" + name + " reveals no OS information")
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			return c.Write(name, []byte(text+"\n"), 0o644)
 		},
 	}
@@ -475,7 +476,7 @@ func confUnlockTime() Control {
 // ---- whole-tree scans --------------------------------------------------------------------------
 
 // skipTree are virtual or volatile trees never walked.
-var skipTree = map[string]bool{"proc": true, "sys": true, "dev": true, "run": true, BackupRoot: true}
+var skipTree = map[string]bool{"proc": true, "sys": true, "dev": true, "run": true, remediate.BackupRoot: true}
 
 type treeEntry struct {
 	Path     string

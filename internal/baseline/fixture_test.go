@@ -17,6 +17,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/finding"
+	"github.com/vouch-dev/vouch/internal/remediate"
 	"github.com/vouch-dev/vouch/internal/target"
 )
 
@@ -206,7 +207,7 @@ func TestFixtureRemediate(t *testing.T) {
 			}
 		}
 	}
-	if info, err := os.Stat(filepath.Join(root, BackupRoot)); err != nil || info.Mode().Perm() != 0o700 {
+	if info, err := os.Stat(filepath.Join(root, remediate.BackupRoot)); err != nil || info.Mode().Perm() != 0o700 {
 		t.Errorf("backup root: %v %v", info, err)
 	}
 

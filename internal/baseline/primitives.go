@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
 )
 
 // ---- files ------------------------------------------------------------------
@@ -29,8 +30,8 @@ func fileMode(name string, max fs.FileMode, owner string, groups ...string) Cont
 		Audit: func(s *State) check.Result {
 			return s.auditMode(name, max, owner, groups)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.fixMode(s, name, max, owner, groups)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return fixMode(s, c, name, max, owner, groups)
 		},
 	}
 }
@@ -190,13 +191,13 @@ func globMode(pattern string, max fs.FileMode, owner string, groups ...string) C
 			}
 			return pass(fmt.Sprintf("%d files matching /%s have mode %04o or stricter", len(files), pattern, max), ev...)
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			files, err := fs.Glob(s.Root, pattern)
 			if err != nil {
 				return err
 			}
 			for _, f := range s.expand(files) {
-				if err := c.fixMode(s, f, max, owner, groups); err != nil {
+				if err := fixMode(s, c, f, max, owner, groups); err != nil {
 					return err
 				}
 			}
@@ -448,7 +449,7 @@ func moduleDisabled(mod string) Control {
 			}
 			return pass(mod+" cannot be loaded (install /bin/false, blacklisted)", ev...)
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			km, err := s.modules()
 			if err != nil {
 				return err
@@ -479,7 +480,7 @@ func moduleDisabled(mod string) Control {
 			if !hasBlacklist {
 				add = append(add, "blacklist "+mod)
 			}
-			return c.appendLines(vouchModprobeFile, "# Kernel modules disabled by vouch baseline remediate.", add...)
+			return c.AppendLines(vouchModprobeFile, "# Kernel modules disabled by vouch baseline remediate.", add...)
 		},
 	}
 }
@@ -531,7 +532,7 @@ func mountOption(dir, opt string) Control {
 			}
 			return fail(fmt.Sprintf("%s is mounted without %s (options %s)", dir, opt, strings.Join(m.Options, ",")), ev...)
 		},
-		Fix: func(s *State, c *Changer) error { return c.addMountOption(s, dir, opt) },
+		Fix: func(s *State, c *remediate.Changer) error { return addMountOption(s, c, dir, opt) },
 	}
 }
 
@@ -562,8 +563,8 @@ func loginDef(key, op, want string) Control {
 			}
 			return fail(fmt.Sprintf("%s is %s, want %s %s", key, v.Value, op, want), ev)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.setKeyLine("etc/login.defs", key, key+"\t"+strings.Split(want, "|")[0], `^\s*`+regexp.QuoteMeta(key)+`\s`)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return c.SetKeyLine("etc/login.defs", key+"\t"+strings.Split(want, "|")[0], `^\s*`+regexp.QuoteMeta(key)+`\s`)
 		},
 	}
 }
@@ -708,8 +709,8 @@ func iniSetting(main, section, key, def string, ok func(string) bool, want, fixV
 		},
 	}
 	if fixValue != "" {
-		c.Fix = func(s *State, ch *Changer) error {
-			return ch.setIni(dropin, section, key, fixValue)
+		c.Fix = func(s *State, ch *remediate.Changer) error {
+			return ch.SetINI(dropin, section, key, fixValue)
 		}
 	}
 	return c

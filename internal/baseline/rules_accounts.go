@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
 )
 
 // ---- 5.4 and 7.2: accounts ------------------------------------------------------------------------
@@ -101,8 +102,8 @@ func inactiveDays() Control {
 			}
 			return fail(fmt.Sprintf("INACTIVE is %s, want 0 to 45 days", v.Value), ev)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.setKeyLine("etc/default/useradd", "INACTIVE", "INACTIVE=45", `^\s*INACTIVE\s*=`)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return c.SetKeyLine("etc/default/useradd", "INACTIVE=45", `^\s*INACTIVE\s*=`)
 		},
 	}
 }
@@ -304,8 +305,8 @@ func loginDefUmask() Control {
 			}
 			return fail("UMASK is "+v.Value+", want 027 or stricter", ev)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.setKeyLine("etc/login.defs", "UMASK", "UMASK\t\t027", `^\s*UMASK\s`)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return c.SetKeyLine("etc/login.defs", "UMASK\t\t027", `^\s*UMASK\s`)
 		},
 	}
 }
@@ -334,7 +335,7 @@ func shellTimeout() Control {
 			}
 			return fail("TMOUT is not set in /etc/profile, /etc/bash.bashrc or /etc/profile.d; want 900 or less")
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			return c.Write("etc/profile.d/60-vouch-tmout.sh", []byte("# Set by vouch baseline remediate: idle shells end after 15 minutes.\nreadonly TMOUT=900\nexport TMOUT\n"), 0o644)
 		},
 	}

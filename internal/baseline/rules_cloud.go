@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
 )
 
 // cloudRules are the cloud image requirements that can be checked offline
@@ -226,7 +227,7 @@ func machineID() Control {
 			}
 			return fail("/etc/machine-id is set ("+t+"); every VM from this image would share it", "/etc/machine-id")
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			return c.Write("etc/machine-id", nil, 0o444)
 		},
 	}

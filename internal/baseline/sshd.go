@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
 )
 
 const (
@@ -298,7 +299,7 @@ func sshdOption(key string, ok sshdCheck, expect, fixValue string) Control {
 	}
 	if fixValue != "" {
 		c.Remedy = fmt.Sprintf("Set `%s %s` in /%s (read before the rest of sshd_config) and reload sshd.", key, fixValue, vouchSSHDFile)
-		c.Fix = func(s *State, ch *Changer) error { return ch.setSSHD(s, key, fixValue) }
+		c.Fix = func(s *State, ch *remediate.Changer) error { return setSSHD(s, ch, key, fixValue) }
 	} else {
 		c.Remedy = fmt.Sprintf("Set %s to %s in /etc/ssh/sshd_config and reload sshd.", key, expect)
 	}

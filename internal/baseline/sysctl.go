@@ -4,11 +4,13 @@ import (
 	"errors"
 
 	"fmt"
-	"github.com/vouch-dev/vouch/internal/check"
 	"io/fs"
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
 )
 
 // sysctlDirs are systemd-sysctl's directories (sysctl.d(5)), highest
@@ -287,8 +289,8 @@ func sysctlRule(key, op, want string) Control {
 			}
 			return fail(fmt.Sprintf("%s = %s, want %s", key, v.Value, expect), ev...)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.setSysctl(s, key, fixValue)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return setSysctl(s, c, key, fixValue)
 		},
 	}
 }
