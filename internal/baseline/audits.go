@@ -11,6 +11,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // expand replaces glob patterns in files by their sorted matches.
@@ -44,7 +45,7 @@ func aptSigned() Control {
 				if !ok {
 					continue
 				}
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					t := strings.TrimSpace(l)
 					if t == "" || t[0] == '#' {
 						continue
@@ -126,7 +127,7 @@ func grubPassword() Control {
 					continue
 				}
 				found = true
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					t := strings.TrimSpace(l)
 					if strings.HasPrefix(t, "set superusers=") {
 						su = fmt.Sprintf("/%s:%d", f, i+1)
@@ -182,7 +183,7 @@ func coreLimits() Control {
 				if err != nil {
 					return errorf("%v", err)
 				}
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					if re.MatchString(l) {
 						return pass("hard core limit is 0 for all users", fmt.Sprintf("/%s:%d", f, i+1))
 					}
@@ -243,7 +244,7 @@ func nxEnabled() Control {
 					return errorf("%v", err)
 				}
 				if ok {
-					for _, l := range lines(text) {
+					for _, l := range sysconf.Lines(text) {
 						if strings.HasPrefix(l, "flags") {
 							if strings.Contains(" "+l+" ", " nx ") {
 								return pass("the CPU has NX and the running kernel uses it", "/proc/cpuinfo flags: nx")
@@ -258,7 +259,7 @@ func nxEnabled() Control {
 				return errorf("%v", err)
 			}
 			if c != nil {
-				if v, ok := c.param("noexec"); ok && v == "off" {
+				if v, ok := c.Param("noexec"); ok && v == "off" {
 					return fail("kernel command line has noexec=off", "source: "+c.Source)
 				}
 			}
@@ -294,7 +295,7 @@ func mtaLocal() Control {
 				return errorf("%v", err)
 			} else if ok {
 				v := "all"
-				for _, l := range lines(text) {
+				for _, l := range sysconf.Lines(text) {
 					if k, val, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == "inet_interfaces" {
 						v = strings.TrimSpace(val)
 					}
@@ -307,7 +308,7 @@ func mtaLocal() Control {
 			if text, ok, err := s.readText("etc/exim4/update-exim4.conf.conf"); err != nil {
 				return errorf("%v", err)
 			} else if ok {
-				for _, l := range lines(text) {
+				for _, l := range sysconf.Lines(text) {
 					if strings.HasPrefix(l, "dc_local_interfaces=") {
 						v := strings.Trim(strings.TrimPrefix(l, "dc_local_interfaces="), `'"`)
 						for _, a := range strings.Split(v, ";") {
@@ -386,7 +387,7 @@ func sshdAccessLimited(s *State) check.Result {
 		return na("no " + sshdConfig)
 	}
 	for _, k := range []string{"allowusers", "allowgroups", "denyusers", "denygroups"} {
-		if d := conf.global(k); d != nil {
+		if d := conf.Global(k); d != nil {
 			return pass(fmt.Sprintf("%s %s", d.Key, strings.Join(d.Args, " ")), fmt.Sprintf("%s:%d", d.File, d.Line))
 		}
 	}
@@ -395,33 +396,19 @@ func sshdAccessLimited(s *State) check.Result {
 
 // confValue finds "key = value" (or "key value") in the files, the last
 // occurrence winning.
-func (s *State) confValue(files []string, key string) (kv, bool, error) {
-	var out kv
+func (s *State) confValue(files []string, key string) (sysconf.KV, bool, error) {
+	var out sysconf.KV
 	found := false
 	for _, f := range s.expand(files) {
 		text, ok, err := s.readText(f)
 		if err != nil {
-			return kv{}, false, err
+			return sysconf.KV{}, false, err
 		}
 		if !ok {
 			continue
 		}
-		for i, l := range lines(text) {
-			t := strings.TrimSpace(l)
-			if t == "" || t[0] == '#' {
-				continue
-			}
-			k, v, has := strings.Cut(t, "=")
-			if !has {
-				f := strings.Fields(t)
-				if len(f) < 2 {
-					continue
-				}
-				k, v = f[0], f[1]
-			}
-			if strings.TrimSpace(k) == key {
-				out, found = kv{strings.TrimSpace(v), f, i + 1}, true
-			}
+		if v, has := sysconf.ConfValue(f, text, key); has {
+			out, found = v, true
 		}
 	}
 	return out, found, nil

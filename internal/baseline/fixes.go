@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // The fixes below decide what to change from what the audits read; the
@@ -51,9 +52,9 @@ func setSysctl(s *State, c *remediate.Changer, key, value string) error {
 	if err != nil {
 		return err
 	}
-	var last *sysctlSetting
+	var last *sysconf.SysctlSetting
 	for i := range settings {
-		if settings[i].matches(key) {
+		if settings[i].Matches(key) {
 			last = &settings[i]
 		}
 	}
@@ -79,7 +80,7 @@ func setSysctl(s *State, c *remediate.Changer, key, value string) error {
 			}
 		}
 		rx := `^\s*-?` + regexp.QuoteMeta(last.Key) + `\s*=`
-		if !last.pattern {
+		if !last.Pattern {
 			rx = `^\s*-?` + strings.ReplaceAll(regexp.QuoteMeta(last.Key), `\.`, `[./]`) + `\s*=`
 		}
 		return c.SetKeyLine(file, last.Key+" = "+value, rx)
@@ -117,12 +118,12 @@ func setSSHD(s *State, c *remediate.Changer, key, value string) error {
 		return fmt.Errorf("baseline: no %s", sshdConfig)
 	}
 	line := key + " " + value
-	d := conf.global(key)
+	d := conf.Global(key)
 	ours := path.Base(vouchSSHDFile)
-	if conf.includeAt >= 0 {
+	if conf.IncludeAt >= 0 {
 		readAfterOurs := d == nil ||
 			(strings.HasPrefix(d.File, "etc/ssh/sshd_config.d/") && path.Base(d.File) > ours) ||
-			(d.File == sshdConfig && d.Order >= conf.includeAt)
+			(d.File == sshdConfig && d.Order >= conf.IncludeAt)
 		if d != nil && d.File == vouchSSHDFile {
 			readAfterOurs = true
 		}
@@ -148,10 +149,10 @@ func setSSHD(s *State, c *remediate.Changer, key, value string) error {
 	if err != nil {
 		return err
 	}
-	ls := lines(string(old))
+	ls := sysconf.Lines(string(old))
 	at := len(ls)
 	for i, l := range ls {
-		if k, _ := sshdSplit(l); k == "match" {
+		if k, _ := sysconf.SplitSSHD(l); k == "match" {
 			at = i
 			break
 		}
@@ -165,9 +166,9 @@ func replaceFirstDirective(c *remediate.Changer, rel, key, line string) error {
 	if err != nil {
 		return err
 	}
-	ls := lines(string(old))
+	ls := sysconf.Lines(string(old))
 	for i, l := range ls {
-		k, _ := sshdSplit(l)
+		k, _ := sysconf.SplitSSHD(l)
 		if k == "match" {
 			break
 		}
@@ -199,11 +200,11 @@ func addMountOption(s *State, c *remediate.Changer, dir, opt string) error {
 	if err != nil {
 		return err
 	}
-	ls := lines(string(old))
+	ls := sysconf.Lines(string(old))
 	changed := false
 	for i, l := range ls {
 		f := strings.Fields(l)
-		if len(f) < 3 || strings.HasPrefix(f[0], "#") || path.Clean(unescapeFstab(f[1])) != dir {
+		if len(f) < 3 || strings.HasPrefix(f[0], "#") || path.Clean(sysconf.UnescapeFstab(f[1])) != dir {
 			continue
 		}
 		if len(f) < 4 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // ---- files ------------------------------------------------------------------
@@ -381,7 +382,7 @@ const vouchModprobeFile = "etc/modprobe.d/60-vouch.conf"
 // kernel ships it, or modprobe.d both makes loading it run /bin/false (install)
 // and blacklists it. On the live host a loaded module fails.
 func moduleDisabled(mod string) Control {
-	m := modName(mod)
+	m := sysconf.ModName(mod)
 	return Control{
 		Remedy: fmt.Sprintf("Add `install %s /bin/false` and `blacklist %s` to /%s (and rmmod it if loaded).", mod, mod, vouchModprobeFile),
 		Audit: func(s *State) check.Result {
@@ -395,8 +396,8 @@ func moduleDisabled(mod string) Control {
 					return errorf("%v", err)
 				}
 				if ok {
-					for _, l := range lines(text) {
-						if f := strings.Fields(l); len(f) > 0 && modName(f[0]) == m {
+					for _, l := range sysconf.Lines(text) {
+						if f := strings.Fields(l); len(f) > 0 && sysconf.ModName(f[0]) == m {
 							return fail(mod+" is loaded in the running kernel", "/proc/modules: "+l)
 						}
 					}
@@ -589,7 +590,7 @@ func cmdlineHas(key string, values ...string) Control {
 				return fail("no kernel command line in the boot configuration (no grub.cfg, etc/kernel/cmdline, loader entries or etc/default/grub); want " + want)
 			}
 			ev := []string{"source: " + c.Source, "cmdline: " + strings.Join(c.Args, " ")}
-			v, ok := c.param(key)
+			v, ok := c.Param(key)
 			if ok && (len(values) == 0 || contains(values, v)) {
 				return pass(fmt.Sprintf("kernel command line has %s", strings.TrimSuffix(key+"="+v, "=")), ev...)
 			}
@@ -617,7 +618,7 @@ func cmdlineLacks(bad ...string) Control {
 			ev := []string{"source: " + c.Source, "cmdline: " + strings.Join(c.Args, " ")}
 			for _, b := range bad {
 				k, want, hasVal := strings.Cut(b, "=")
-				if v, ok := c.param(k); ok && (!hasVal || v == want) {
+				if v, ok := c.Param(k); ok && (!hasVal || v == want) {
 					return fail(fmt.Sprintf("kernel command line has %s=%s", k, v), ev...)
 				}
 			}
@@ -740,7 +741,7 @@ func (s *State) matchLines(files []string, rx *regexp.Regexp, hit func(f string,
 			continue
 		}
 		seen = true
-		for i, l := range lines(text) {
+		for i, l := range sysconf.Lines(text) {
 			if strings.HasPrefix(strings.TrimSpace(l), "#") || !rx.MatchString(l) {
 				continue
 			}

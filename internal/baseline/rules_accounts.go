@@ -9,6 +9,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // ---- 5.4 and 7.2: accounts ------------------------------------------------------------------------
@@ -82,14 +83,11 @@ func inactiveDays() Control {
 	return Control{
 		Remedy: "Set INACTIVE=45 in /etc/default/useradd (useradd -D -f 45).",
 		Audit: func(s *State) check.Result {
-			m, ok, err := s.keyValues("etc/default/useradd", func(l string) (string, string, bool) {
-				k, v, ok := strings.Cut(l, "=")
-				return strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`), ok
-			})
+			m, ok, err := s.keyValues("etc/default/useradd", sysconf.ParseAssignments)
 			if err != nil {
 				return errorf("%v", err)
 			}
-			v := kv{Value: "-1", File: "useradd default"}
+			v := sysconf.KV{Value: "-1", File: "useradd default"}
 			if ok {
 				if x, set := m["INACTIVE"]; set {
 					v = x
@@ -119,7 +117,7 @@ func lastChangePast(s *State) check.Result {
 	today := int(time.Now().Unix() / 86400)
 	var bad []string
 	for _, e := range sh {
-		if n, err := strconv.Atoi(shadowField(e, 0)); err == nil && n > today {
+		if n, err := strconv.Atoi(sysconf.ShadowField(e, 0)); err == nil && n > today {
 			bad = append(bad, fmt.Sprintf("%s: last change day %d is after today (%d)", e.Name, n, today))
 		}
 	}
@@ -267,7 +265,7 @@ func rootUmask() Control {
 				if err != nil {
 					return errorf("%v", err)
 				}
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					if m := umaskRe.FindStringSubmatch(l); m != nil {
 						last, where = m[1], fmt.Sprintf("/%s:%d", f, i+1)
 					}
@@ -322,7 +320,7 @@ func shellTimeout() Control {
 				if err != nil {
 					return errorf("%v", err)
 				}
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					if m := re.FindStringSubmatch(l); m != nil {
 						n, _ := strconv.Atoi(m[2])
 						ev := fmt.Sprintf("/%s:%d: %s", f, i+1, strings.TrimSpace(l))
@@ -441,7 +439,7 @@ func shadowGroupEmpty(s *State) check.Result {
 
 func uniq(file, field string) Audit {
 	return func(s *State) check.Result {
-		var ents []passwdEnt
+		var ents []sysconf.Account
 		var ok bool
 		var err error
 		if file == "passwd" {
@@ -487,12 +485,12 @@ func uniq(file, field string) Audit {
 }
 
 // interactive returns the accounts with a login shell.
-func (s *State) interactive() ([]passwdEnt, error) {
+func (s *State) interactive() ([]sysconf.Account, error) {
 	pw, _, err := s.passwd()
 	if err != nil {
 		return nil, err
 	}
-	var out []passwdEnt
+	var out []sysconf.Account
 	for _, e := range pw {
 		if e.Legacy || e.Bad || !validShell(e.Shell) {
 			continue
@@ -647,7 +645,7 @@ func dotFiles(s *State) check.Result {
 
 func noPlus(file string) Audit {
 	return func(s *State) check.Result {
-		var ents []passwdEnt
+		var ents []sysconf.Account
 		var ok bool
 		var err error
 		switch file {

@@ -8,6 +8,7 @@ import (
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/elfscan"
 	"github.com/vouch-dev/vouch/internal/finding"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // hardeningRules are kernel-hardening-checker's kconfig, command line and
@@ -218,7 +219,7 @@ func diskEncryption(s *State) check.Result {
 		return errorf("%v", err)
 	}
 	if ok {
-		for _, l := range lines(text) {
+		for _, l := range sysconf.Lines(text) {
 			if f := strings.Fields(l); len(f) >= 2 && !strings.HasPrefix(f[0], "#") {
 				return pass("etc/crypttab maps "+f[0]+" from "+f[1], "/etc/crypttab")
 			}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 const vouchAuditRules = "etc/audit/rules.d/60-vouch.rules"
@@ -204,7 +205,7 @@ func auditRule(want ...string) Control {
 				if err != nil {
 					return errorf("%v", err)
 				}
-				for _, l := range lines(text) {
+				for _, l := range sysconf.Lines(text) {
 					have[strings.Join(strings.Fields(l), " ")] = true
 				}
 			}
