@@ -222,3 +222,31 @@ func FuzzGrub(f *testing.F) {
 		}
 	})
 }
+
+func FuzzPAM(f *testing.F) {
+	f.Add([]byte("auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth requisite pam_deny.so\n@include common-account\n-session optional pam_systemd.so\n"))
+	f.Add([]byte("password [success=1 \\\n default=ignore] pam_unix.so obscure [x=\\] y] yescrypt # comment\nbad line\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := lineCount(b)
+		for _, r := range ParsePAM("common-auth", string(b)) {
+			if r.Line < 1 || r.Line > n || r.File != "common-auth" {
+				t.Fatalf("rule %+v", r)
+			}
+			if r.Bad || r.Include != "" {
+				if r.Control != "" || r.Module != "" || len(r.Args) > 0 {
+					t.Fatalf("rule %+v", r)
+				}
+				continue
+			}
+			if r.Type == "" && !r.Optional {
+				t.Fatalf("rule %+v", r)
+			}
+			for _, a := range append([]string{r.Control, r.Module}, r.Args...) {
+				if a == "" || strings.Contains(a, "#") {
+					t.Fatalf("field %q in %+v", a, r)
+				}
+			}
+			r.Uses("auth", "pam_unix.so")
+		}
+	})
+}

@@ -148,6 +148,44 @@ var seeds = []seed{
 		}
 		return nil
 	}},
+	{"FuzzPAM", "common-auth", "etc/pam.d/common-auth", func(text string) error {
+		for _, r := range ParsePAM("common-auth", text) {
+			if r.Uses("auth", "pam_unix.so") && r.Control == "[success=1 default=ignore]" && strings.Join(r.Args, " ") == "nullok" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no auth [success=1 default=ignore] pam_unix.so nullok in %+v", ParsePAM("common-auth", text))
+	}},
+	{"FuzzPAM", "common-password", "etc/pam.d/common-password", func(text string) error {
+		rs := ParsePAM("common-password", text)
+		if len(rs) == 0 || !rs[0].Uses("password", "pam_unix.so") || strings.Join(rs[0].Args, " ") != "obscure yescrypt" {
+			return fmt.Errorf("rules %+v", rs)
+		}
+		return nil
+	}},
+	{"FuzzPAM", "sshd", "etc/pam.d/sshd", func(text string) error {
+		var inc []string
+		for _, r := range ParsePAM("sshd", text) {
+			if r.Bad {
+				return fmt.Errorf("bad line %d", r.Line)
+			}
+			if r.Include != "" {
+				inc = append(inc, r.Include)
+			}
+		}
+		if strings.Join(inc, " ") != "common-auth common-account common-session common-password" {
+			return fmt.Errorf("includes %q", inc)
+		}
+		return nil
+	}},
+	{"FuzzPAM", "su", "etc/pam.d/su", func(text string) error {
+		for _, r := range ParsePAM("su", text) {
+			if r.Module == "pam_wheel.so" {
+				return fmt.Errorf("pam_wheel is commented out in Debian's su stack, got line %d", r.Line)
+			}
+		}
+		return nil
+	}},
 }
 
 func corpusPath(target, name string) string { return filepath.Join("testdata", "fuzz", target, name) }

@@ -1,8 +1,8 @@
 // Package sysconf parses the Linux configuration files vouch's baseline
 // reads, as the programs that read them do: sshd_config (Include expanded in
 // place, Match blocks kept apart, first value wins), sysctl.d, modprobe.d,
-// login.defs, /etc/passwd, shadow and group, fstab and systemd mount units,
-// systemd-style ini files, key = value files (faillock.conf,
+// login.defs, PAM stacks, /etc/passwd, shadow and group, fstab and systemd
+// mount units, systemd-style ini files, key = value files (faillock.conf,
 // pwquality.conf), the kernel configuration, GRUB's generated and default
 // configuration, Boot Loader Specification entries and the kernel command
 // line.
