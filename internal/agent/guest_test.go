@@ -98,7 +98,7 @@ func TestAgentInUEFIGuest(t *testing.T) {
 			}
 			defer g.Close()
 			host := "guest-" + tc.name
-			cmd := "set -e; cd /tmp; (curl -fsS -o vouch http://10.0.2.2:" + itoa(filesPort) + "/vouch || wget -q -O vouch http://10.0.2.2:" + itoa(filesPort) + "/vouch); chmod +x vouch; " +
+			cmd := "set -e; cd /tmp; python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], \"vouch\")' http://10.0.2.2:" + itoa(filesPort) + "/vouch; chmod +x vouch; " +
 				"sudo ./vouch agent --server http://10.0.2.2:" + port + " --enroll " + enroll + " --state /tmp/vouch-state --hostname " + host + " --once"
 			res, err := g.Run(ctx, cmd)
 			if err != nil || res.ExitCode != 0 {

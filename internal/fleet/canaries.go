@@ -154,21 +154,29 @@ func (s *Service) Canaries(ctx context.Context, o CanaryOptions) (*Canaries, err
 		}
 	}
 	out := &Canaries{Hosts: []Canary{}, Dims: o.Dims, Pairwise: o.Pairwise, PerGroup: o.PerGroup, Elements: len(supply), Candidates: total}
-	for _, c := range order {
-		qf := f
-		qf.Dims = map[string]string{}
-		for k, v := range f.Dims {
-			qf.Dims[k] = v
-		}
-		for i, d := range o.Dims {
-			qf.Dims[d] = c.values[i]
-		}
-		qf.Recent, qf.Limit = true, picks[c]
-		hosts, err := s.Store.Hosts(ctx, qf)
+	// The most recently seen hosts of every combination, in one query.
+	maxPick := 0
+	for _, n := range picks {
+		maxPick = max(maxPick, n)
+	}
+	recent := map[string][]store.Host{}
+	if len(order) > 0 {
+		hosts, err := s.Store.RecentByGroup(ctx, o.Dims, f, maxPick)
 		if err != nil {
 			return nil, err
 		}
 		for _, h := range hosts {
+			vals := make([]string, len(o.Dims))
+			for i, d := range o.Dims {
+				vals[i] = h.Dims[d]
+			}
+			k := strings.Join(vals, "\x00")
+			recent[k] = append(recent[k], h)
+		}
+	}
+	for _, c := range order {
+		hosts := recent[strings.Join(c.values, "\x00")]
+		for _, h := range hosts[:min(len(hosts), picks[c])] {
 			dims := map[string]string{}
 			for _, d := range o.Dims {
 				dims[d] = h.Dims[d]

@@ -520,3 +520,38 @@ func (s *sqlStore) History(ctx context.Context, hostID string, limit int) ([]His
 	}
 	return out, wrap("history", rows.Err())
 }
+
+func (s *sqlStore) RecentByGroup(ctx context.Context, dims []string, f Filter, perGroup int) ([]Host, error) {
+	w, args, err := s.where(f)
+	if err != nil {
+		return nil, err
+	}
+	var cols []string
+	for _, d := range dims {
+		col, ok := dimColumn[d]
+		if !ok {
+			return nil, fmt.Errorf("store: unknown dimension %q (want one of %s)", d, strings.Join(Dims(), ", "))
+		}
+		cols = append(cols, col)
+	}
+	part := ""
+	if len(cols) > 0 {
+		part = "PARTITION BY " + strings.Join(cols, ", ") + " "
+	}
+	q := `SELECT ` + hostCols + ` FROM (SELECT ` + hostCols + `, ROW_NUMBER() OVER (` + part + `ORDER BY last_seen DESC, id) AS rn FROM hosts` + w +
+		`) ranked WHERE rn <= ` + strconv.Itoa(max(1, perGroup)) + ` ORDER BY last_seen DESC, id`
+	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return nil, wrap("recent by group", err)
+	}
+	defer rows.Close()
+	out := []Host{}
+	for rows.Next() {
+		h, err := scanHost(rows, false)
+		if err != nil {
+			return nil, wrap("recent by group", err)
+		}
+		out = append(out, h)
+	}
+	return out, wrap("recent by group", rows.Err())
+}

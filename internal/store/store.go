@@ -171,6 +171,10 @@ type Store interface {
 	// Groups counts reported hosts by dims and state pair.
 	Groups(ctx context.Context, dims []string, f Filter) ([]Group, error)
 	History(ctx context.Context, hostID string, limit int) ([]HistoryEntry, error)
+	// RecentByGroup returns, for each combination of dims values among the
+	// hosts f selects, its perGroup most recently seen hosts (then by ID),
+	// in one pass.
+	RecentByGroup(ctx context.Context, dims []string, f Filter, perGroup int) ([]Host, error)
 	Close() error
 }
 

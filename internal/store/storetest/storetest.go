@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -223,6 +224,20 @@ func Run(t *testing.T, open Open) {
 		}
 		if _, err := s.Hosts(ctx, store.Filter{Dims: map[string]string{"nope": "x"}}); err == nil {
 			t.Fatal("unknown dimension accepted")
+		}
+		top, err := s.RecentByGroup(ctx, []string{store.DimPlatform}, store.Filter{Reported: true}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, h := range top {
+			ids = append(ids, h.ID)
+		}
+		if strings.Join(ids, ",") != "h3,h2,h1" { // aws h3, azure h2, qemu h1 (newer than h0)
+			t.Fatalf("RecentByGroup = %v", ids)
+		}
+		if top, _ := s.RecentByGroup(ctx, []string{store.DimPlatform}, store.Filter{Reported: true}, 2); len(top) != 4 {
+			t.Fatalf("RecentByGroup(2) = %d hosts", len(top))
 		}
 		g, err := s.Groups(ctx, []string{store.DimPlatform}, store.Filter{})
 		if err != nil {
