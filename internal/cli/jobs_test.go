@@ -197,7 +197,7 @@ func jobEndToEnd(t *testing.T, serveArgs ...string) {
 	s, restart := setupJobServer(t, append([]string{"--job-lease", "15s"}, serveArgs...)...)
 	ctx := context.Background()
 	workerArgs := func(name string) []string {
-		return []string{"worker", "--server", s.url, "--token", s.worker, "--name", name, "--accel", "tcg", "--poll", "200ms"}
+		return []string{"worker", "--server", s.url, "--token", s.worker, "--name", name, "--accel", "tcg", "--poll", "200ms", "--boot-timeout", "15m"}
 	}
 	a := startVouch(t, "worker-a", false, workerArgs("worker-a")...)
 	client := startVouch(t, "job-create", true, "job", "create", "--server", s.url, "--token", s.admin, "--image", img,

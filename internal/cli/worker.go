@@ -25,7 +25,7 @@ func newWorkerCmd() *cobra.Command {
 		accel                 string
 		cores, memory, diskMB int
 		once                  bool
-		poll                  time.Duration
+		poll, bootTimeout     time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "worker --server URL --token WORKER",
@@ -87,7 +87,7 @@ firmware matrix need the Microsoft certificates (--certs DIR).`,
 			if accel != "auto" {
 				runAccel = accel
 			}
-			w := &jobs.Worker{Server: cl, Caps: caps, Runner: jobs.VMRunner{CertDir: certs, WorkDir: workDir, Accel: runAccel},
+			w := &jobs.Worker{Server: cl, Caps: caps, Runner: jobs.VMRunner{CertDir: certs, WorkDir: workDir, Accel: runAccel, BootTimeout: bootTimeout},
 				Poll: poll, Log: c.ErrOrStderr()}
 			return w.Run(ctx, once)
 		},
@@ -103,6 +103,7 @@ firmware matrix need the Microsoft certificates (--certs DIR).`,
 	fl.IntVar(&diskMB, "disk", 0, "free disk to advertise in MiB (default: free space of --work-dir)")
 	fl.BoolVar(&once, "once", false, "run at most one job, then exit")
 	fl.DurationVar(&poll, "poll", time.Second, "wait between claims when no job waits")
+	fl.DurationVar(&bootTimeout, "boot-timeout", 8*time.Minute, "limit for each boot of a job's VM to reach a login prompt (raise it on a loaded host under TCG)")
 	return c
 }
 

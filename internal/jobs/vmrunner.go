@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/vouch-dev/vouch/internal/imagetest"
 	"github.com/vouch-dev/vouch/internal/nvram"
@@ -21,6 +22,8 @@ type VMRunner struct {
 	WorkDir string
 	// Accel overrides the job's accelerator when set (auto, kvm, tcg).
 	Accel string
+	// BootTimeout bounds each boot (0: imagetest's default).
+	BootTimeout time.Duration
 }
 
 // firmware builds the job's firmware; cleanup removes a written store.
@@ -77,7 +80,7 @@ func (v VMRunner) Cases(ctx context.Context, spec Spec, cases []imagetest.Case, 
 	defer cleanup()
 	return imagetest.Run(ctx, imagetest.Config{
 		Image: spec.Image.Path, Firmware: fw, FirmwareName: name, Accel: v.accel(spec),
-		CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, WorkDir: v.WorkDir, Log: log, Observer: obs,
+		CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, WorkDir: v.WorkDir, Log: log, Observer: obs, BootTimeout: v.BootTimeout,
 	}, cases)
 }
 
@@ -86,5 +89,6 @@ func (v VMRunner) Matrix(ctx context.Context, spec Spec, log io.Writer) (*imaget
 	if v.CertDir == "" {
 		return nil, fmt.Errorf("jobs: the firmware matrix needs the Microsoft certificates: start the worker with --certs DIR")
 	}
-	return imagetest.RunMatrix(ctx, imagetest.MatrixConfig{Image: spec.Image.Path, CertDir: v.CertDir, Accel: v.accel(spec), WorkDir: v.WorkDir, Log: log})
+	return imagetest.RunMatrix(ctx, imagetest.MatrixConfig{Image: spec.Image.Path, CertDir: v.CertDir, Accel: v.accel(spec), WorkDir: v.WorkDir, Log: log,
+		BootTimeout: v.BootTimeout})
 }
