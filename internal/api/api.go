@@ -68,10 +68,11 @@ type Server struct {
 	Log    *slog.Logger
 	// Jobs is the image-validation job service (jobs.go); ImageDir keeps
 	// uploaded images.
-	Jobs     *jobs.Service
-	ImageDir string
-	mux      *http.ServeMux
-	limiter  *limiter
+	Jobs       *jobs.Service
+	ImageDir   string
+	ImageAllow ImageAllow // networks image URLs may be fetched from
+	mux        *http.ServeMux
+	limiter    *limiter
 	// Extra routes (the dashboard) are added by the caller on Mux.
 }
 

@@ -161,6 +161,7 @@ type ImageUpload struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+	fresh  bool   // fetched now (not stored before)
 }
 
 // uploadImage stores an image sent as the body (Content-Length required):
@@ -229,8 +230,22 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request, _ *principal)
 	if err := decode(r, &req); err != nil {
 		return err
 	}
+	img := &req.Properties.Image
+	var fetched ImageUpload
+	if img.URL != "" {
+		if img.Path != "" {
+			return errorf(http.StatusBadRequest, "image: give path or url, not both")
+		}
+		if fetched, err = s.fetchImage(r.Context(), img.URL); err != nil {
+			return err
+		}
+		img.Path = fetched.Path
+	}
 	j, err := js.CreateJob(r.Context(), req)
 	if err != nil {
+		if fetched.fresh {
+			os.Remove(fetched.Path) // nothing kept for a refused job
+		}
 		return jobError(err)
 	}
 	writeJSON(w, http.StatusCreated, j)

@@ -74,7 +74,7 @@ func newJobCmd() *cobra.Command {
 type jobCreateFlags struct {
 	cf                           clientFlags
 	out                          outFlags
-	name, template, image        string
+	name, template, image, url   string
 	upload                       bool
 	priorities                   []int
 	areas, cases, excludes, tags []string
@@ -110,6 +110,7 @@ finished job (-o json: {"name", ..., "properties": {"provisioningState", "result
 	fl.StringVar(&f.template, "template", "", "job template to run")
 	fl.StringVar(&f.image, "image", "", "disk image: a path on the workers' shared storage, or a local file with --upload")
 	fl.BoolVar(&f.upload, "upload", false, "upload --image to the server first")
+	fl.StringVar(&f.url, "image-url", "", "an image URL the server fetches (from the networks 'vouch serve --image-url-allow' names)")
 	fl.IntSliceVar(&f.priorities, "priority", nil, "cases of these priorities (0-5)")
 	fl.StringSliceVar(&f.areas, "area", nil, "cases of these areas")
 	fl.StringSliceVar(&f.cases, "case", nil, "these cases (names or globs)")
@@ -135,8 +136,8 @@ func runJobCreate(c *cobra.Command, f *jobCreateFlags) error {
 	if err := f.out.check(); err != nil {
 		return err
 	}
-	if f.image == "" {
-		return usageErrorf("give --image PATH")
+	if (f.image == "") == (f.url == "") {
+		return usageErrorf("give --image PATH or --image-url URL")
 	}
 	cl, err := f.cf.client()
 	if err != nil {
@@ -165,8 +166,8 @@ func runJobCreate(c *cobra.Command, f *jobCreateFlags) error {
 		p.TemplateProperties = tp
 	}
 	ctx := c.Context()
-	p.Image.Path = f.image
-	if f.upload {
+	p.Image.Path, p.Image.URL = f.image, f.url
+	if f.upload && f.image != "" {
 		up, err := cl.UploadImage(ctx, f.image)
 		if err != nil {
 			return serverError(err)

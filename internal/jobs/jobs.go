@@ -62,6 +62,9 @@ type Template struct {
 // upload is stored by the server and named by path too).
 type Image struct {
 	Path string `json:"path"`
+	// URL is fetched by the server (from the networks its admin allows)
+	// into its image directory; Path then names the copy.
+	URL string `json:"url,omitempty"`
 }
 
 // Spec is a job as asked: everything the worker needs to run it.

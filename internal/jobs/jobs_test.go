@@ -535,3 +535,70 @@ func TestOpenAPIDocumentsJobRoutes(t *testing.T) {
 		}
 	}
 }
+
+func TestImageURL(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "vouch.db"), 30*time.Second)
+	ctx := context.Background()
+	disk, _ := os.ReadFile(diskImage(t))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/disk.raw", func(w http.ResponseWriter, r *http.Request) { w.Write(disk) })
+	mux.HandleFunc("/notes.txt", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(strings.Repeat("text\n", 1000))) })
+	mux.HandleFunc("/cut.raw", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(disk)))
+		w.Write(disk[:len(disk)/2])
+	})
+	var origin string
+	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, strings.Replace(origin, "127.0.0.1", "127.0.0.2", 1)+"/disk.raw", http.StatusFound)
+	})
+	src := httptest.NewServer(mux)
+	defer src.Close()
+	origin = src.URL
+	job := func(name, url string) error {
+		var r jobs.CreateRequest
+		r.Name = name
+		r.Properties.Image.URL = url
+		r.Properties.TemplateProperties = inline(imagetest.Selection{Priorities: []int{0}})
+		_, err := e.admin.CreateJob(ctx, r)
+		return err
+	}
+	want := func(err error, code int, msg string) {
+		t.Helper()
+		se, ok := err.(*api.StatusError)
+		if !ok || se.Code != code || !strings.Contains(se.Message, msg) {
+			t.Errorf("%v, want %d %q", err, code, msg)
+		}
+	}
+	want(job("a", src.URL+"/disk.raw"), 400, "fetches no URLs")
+	e.srv.ImageAllow, _ = api.ParseImageAllow([]string{"10.0.0.0/8"})
+	want(job("b", src.URL+"/disk.raw"), 400, "outside what the server may fetch from")
+	e.srv.ImageAllow, _ = api.ParseImageAllow([]string{"127.0.0.1"})
+	want(job("c", src.URL+"/elsewhere"), 400, "127.0.0.2")
+	want(job("d", src.URL+"/notes.txt"), 400, "not a bootable disk image")
+	want(job("e", src.URL+"/cut.raw"), 502, "cut off")
+	want(job("f", "file:///etc/passwd"), 400, "want http(s)")
+	if ents, _ := os.ReadDir(e.imageDir); len(ents) != 0 {
+		t.Errorf("refused fetches left files: %v", ents)
+	}
+	if err := job("ok", src.URL+"/disk.raw"); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := e.admin.Job(ctx, "ok")
+	if !strings.HasPrefix(j.Properties.Image.Path, e.imageDir) {
+		t.Errorf("fetched image at %s", j.Properties.Image.Path)
+	}
+	// A refused job keeps no fetched image.
+	var r jobs.CreateRequest
+	r.Name = "bad-sel"
+	r.Properties.Image.URL = src.URL + "/disk.raw?again"
+	r.Properties.TemplateProperties = inline(imagetest.Selection{Names: []string{"nope"}})
+	if _, err := e.admin.CreateJob(ctx, r); err == nil {
+		t.Fatal("a job selecting an unknown case was accepted")
+	}
+	if ents, _ := os.ReadDir(e.imageDir); len(ents) != 1 {
+		t.Errorf("images after a refused job: %v", ents)
+	}
+	if _, err := api.ParseImageAllow([]string{"example.com"}); err == nil {
+		t.Error("a host name was taken as a network")
+	}
+}
