@@ -118,7 +118,7 @@ finished job (-o json: {"name", ..., "properties": {"provisioningState", "result
 	fl.StringSliceVar(&f.tags, "tag", nil, "cases with any of these tags")
 	fl.IntVar(&f.iterations, "iterations", 0, "testIterations: run the cases this many times")
 	fl.IntVar(&f.retry, "retry", 0, "retryCount: rerun a failed case up to this many times (a pass on a retry is reported flaky)")
-	fl.IntVar(&f.conc, "concurrency", 0, "concurrency (recorded; environments run one at a time per worker)")
+	fl.IntVar(&f.conc, "concurrency", 0, "with --new-environment: this many VMs at once on the worker")
 	fl.BoolVar(&f.ignoreFailure, "ignore-failure", false, "ignoreFailure: the job succeeds even when cases fail")
 	fl.BoolVar(&f.newEnv, "new-environment", false, "useNewEnvironment: a fresh VM for every case")
 	fl.StringVar(&f.firmware, "firmware", "", "firmware profile: microsoft-2011, microsoft-2023, microsoft-both, or matrix (all three beside the prediction)")

@@ -602,3 +602,58 @@ func TestImageURL(t *testing.T) {
 		t.Error("a host name was taken as a network")
 	}
 }
+
+// barrier is a runner whose runs wait until two are in flight at once.
+type barrier struct {
+	mu      sync.Mutex
+	cur, mx int
+	both    chan struct{}
+	once    sync.Once
+}
+
+func (b *barrier) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+	b.mu.Lock()
+	b.cur++
+	b.mx = max(b.mx, b.cur)
+	if b.cur == 2 {
+		b.once.Do(func() { close(b.both) })
+	}
+	b.mu.Unlock()
+	defer func() { b.mu.Lock(); b.cur--; b.mu.Unlock() }()
+	select {
+	case <-b.both:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Minute):
+		return nil, fmt.Errorf("the second environment never started")
+	}
+	rep := &imagetest.Report{}
+	for _, c := range cases {
+		r := imagetest.Result{Name: c.Name, Status: imagetest.Passed}
+		obs.Update(r)
+		rep.Results = append(rep.Results, r)
+	}
+	return rep, nil
+}
+
+func (b *barrier) Matrix(context.Context, jobs.Spec, io.Writer) (*imagetest.Matrix, error) {
+	return nil, nil
+}
+
+func TestConcurrentEnvironments(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "vouch.db"), 30*time.Second)
+	ctx := context.Background()
+	props := &jobs.TemplateProperties{Selections: []imagetest.Selection{{Priorities: []int{0}}}, UseNewEnvironment: true, Concurrency: 2}
+	if _, err := e.admin.CreateJob(ctx, createReq("par", diskImage(t), props)); err != nil {
+		t.Fatal(err)
+	}
+	b := &barrier{both: make(chan struct{})}
+	wk := &jobs.Worker{Server: e.worker, Caps: store.Caps{Worker: "w", Cores: 2, MemoryMiB: 4096, DiskMiB: 10000}, Runner: b}
+	if err := wk.Run(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := e.admin.Job(ctx, "par")
+	if j.Properties.ProvisioningState != store.JobSucceeded || b.mx != 2 {
+		t.Fatalf("%s (%s), %d environments at once", j.Properties.ProvisioningState, j.Properties.Reason, b.mx)
+	}
+}

@@ -325,10 +325,8 @@ func (w *Worker) run(ctx context.Context, e *execution) (string, string) {
 		todo := cases
 		for attempt := 0; attempt <= spec.Properties.RetryCount && len(todo) > 0; attempt++ {
 			if spec.Properties.UseNewEnvironment {
-				for _, c := range todo {
-					if err := w.runCases(ctx, e, spec, []imagetest.Case{c}, base, attempt, lw); err != nil {
-						return store.JobFailed, err.Error()
-					}
+				if err := w.eachEnvironment(ctx, e, spec, todo, base, attempt, lw); err != nil {
+					return store.JobFailed, err.Error()
 				}
 			} else if err := w.runCases(ctx, e, spec, todo, base, attempt, lw); err != nil {
 				return store.JobFailed, err.Error()
@@ -371,6 +369,38 @@ func (w *Worker) run(ctx context.Context, e *execution) (string, string) {
 		return store.JobFailed, fmt.Sprintf("%d of %d case results FAILED", failed, len(e.results))
 	}
 	return store.JobSucceeded, ""
+}
+
+// eachEnvironment runs every case in its own environment (a fresh VM),
+// up to the template's concurrency at once; the first error ends the run.
+func (w *Worker) eachEnvironment(ctx context.Context, e *execution, spec Spec, todo []imagetest.Case, base, attempt int, lw io.Writer) error {
+	n := max(spec.Properties.Concurrency, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, n)
+	errs := make(chan error, len(todo))
+	var wg sync.WaitGroup
+	for _, c := range todo {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(c imagetest.Case) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := w.runCases(ctx, e, spec, []imagetest.Case{c}, base, attempt, lw); err != nil {
+				errs <- err
+				cancel()
+			}
+		}(c)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 func containsCase(cs []imagetest.Case, name string) bool {
