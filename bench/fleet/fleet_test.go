@@ -103,11 +103,12 @@ func run(b *testing.B, s *server, hosts int) {
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "MiB-heap")
 	rc, _ := api.NewClient(s.url, reader, "")
 	timed := func(name string, f func() error) {
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		if err := f(); err != nil {
 			b.Fatalf("%s: %v", name, err)
 		}
 		b.ReportMetric(float64(time.Since(t0).Milliseconds()), "ms-"+name)
+		b.ReportMetric(float64((cpuTime() - c0).Milliseconds()), "cpu-ms-"+name)
 	}
 	timed("readiness", func() error { _, err := rc.Readiness(ctx, nil, fleet.Query{}); return err })
 	timed("readiness-again", func() error { _, err := rc.Readiness(ctx, nil, fleet.Query{}); return err })
@@ -194,11 +195,12 @@ func BenchmarkQuestions(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		svc := fleet.NewService(st)
 		timed := func(name string, f func() error) {
-			t0 := time.Now()
+			t0, c0 := time.Now(), cpuTime()
 			if err := f(); err != nil {
 				b.Fatalf("%s: %v", name, err)
 			}
 			b.ReportMetric(float64(time.Since(t0).Milliseconds()), "ms-"+name)
+			b.ReportMetric(float64((cpuTime() - c0).Milliseconds()), "cpu-ms-"+name)
 		}
 		var rd *fleet.Readiness
 		timed("readiness-cold", func() error { var err error; rd, err = svc.Readiness(ctx, nil, fleet.Query{}); return err })
