@@ -10,10 +10,18 @@
 // and Config.Timeout kill the VM; QEMU gets SIGKILL if the process that started
 // it dies (Pdeathsig).
 //
-// KVM is used when it works. On some hosts /dev/kvm exists but guests hang under
-// it, so "auto" first boots a one-sector guest that must print to the serial
-// port within a few seconds, once per process, and falls back to TCG (software
-// emulation) saying why.
+// KVM is used when it works for the VM at hand. On some hosts /dev/kvm exists
+// but guests hang under it, or KVM boots a plain guest but not OVMF (nested
+// virtualization: no SMM for the Secure Boot build, an emulation failure for
+// the plain one). So "auto" first boots a probe guest with the real VM's
+// machine options and firmware code (q35, SMM for Secure Boot, -cpu host) that
+// must reach the firmware's boot manager (BIOS: print from its boot sector)
+// within a few seconds, once per firmware set-up and process, and falls back to
+// TCG (software emulation) saying why in one line; a KVM start that still fails
+// falls back the same way. A probe cut short by its context is not remembered.
+//
+// At most DefaultGuestSlots guests run at once machine-wide (AcquireSlot: flock
+// on slot files under SlotDir), whichever process starts them.
 package vm
 
 import (
@@ -147,6 +155,7 @@ type Machine struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	slot      *Slot // the machine-wide guest budget, released by Close
 }
 
 func (cfg *Config) logf(format string, args ...any) {
@@ -201,16 +210,28 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: "start", Reason: "cancelled", Err: err}
 	}
+	// The machine-wide guest budget: the slot is held until Close (or this
+	// function fails), and covers the accelerator probe too.
+	slot, err := AcquireSlot(ctx)
+	if err != nil {
+		return nil, &Error{Op: "start", Reason: "no QEMU guest slot", Err: err}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			slot.Release()
+		}
+	}()
+	sp := probeSpec{boot: cfg.Firmware.Boot, secureBoot: cfg.Firmware.SecureBoot && cfg.Firmware.Boot == UEFI, code: code, vars: vars}
 	accel := cfg.Accel
 	if accel == "auto" {
-		accel = autoAccel(ctx, cfg.WorkDir, cfg.Log)
+		accel = autoAccel(ctx, sp, cfg.WorkDir, cfg.Log)
 	}
 
 	dir, err := os.MkdirTemp(cfg.WorkDir, "vouch-vm-")
 	if err != nil {
 		return nil, &Error{Op: "start", Reason: "cannot create the VM's temporary directory", Err: err}
 	}
-	ok := false
 	defer func() {
 		if !ok {
 			os.RemoveAll(dir)
@@ -258,10 +279,29 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		m, err := launch(ctx, cfg, qemu, args, dir, accel, port, sd)
 		if err == nil {
 			ok = true
+			m.slot = slot
 			return m, nil
 		}
 		var pe *portError
 		if !errors.As(err, &pe) {
+			if cfg.Accel == "auto" && accel == "kvm" && ctx.Err() == nil {
+				// KVM passed the probe but QEMU could not start the VM
+				// with it: software emulation, said in one line.
+				reason := fmt.Sprintf("KVM passed the probe but QEMU failed to start the VM with it (%v); using TCG (software emulation)", err)
+				if cfg.Log != nil {
+					fmt.Fprintf(cfg.Log, "vm: accelerator tcg: %s\n", reason)
+				}
+				rememberTCG(sp, reason)
+				accel = "tcg"
+				if cfg.Firmware.Boot == UEFI {
+					os.Remove(varsCopy)
+					if err := copyFile(vars, varsCopy); err != nil {
+						return nil, &Error{Op: "firmware", Reason: "copy the variable store " + vars, Err: err}
+					}
+				}
+				attempt--
+				continue
+			}
 			return nil, err
 		}
 		if cfg.SSHPort != 0 || attempt == attempts {
@@ -528,6 +568,7 @@ func (m *Machine) Close() error {
 		if err := os.RemoveAll(m.dir); err != nil {
 			m.closeErr = &Error{Op: "close", Reason: "remove " + m.dir, Err: err}
 		}
+		m.slot.Release()
 	})
 	return m.closeErr
 }
