@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/vouch-dev/vouch/internal/vm"
 )
 
 // What OVMF prints. GRUB reached: its banner or prompt (Debian's signed
@@ -47,6 +49,13 @@ func bootOVMF(t *testing.T, dir string, esp, vars []byte) bootResult {
 			t.Fatal(err)
 		}
 	}
+	// The machine-wide budget of QEMU guests (internal/vm), shared with every
+	// other test process; waiting for a slot counts against no boot.
+	slot, err := vm.AcquireSlot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// The command of the brief, with -nodefaults so that OVMF does not also
