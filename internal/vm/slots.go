@@ -43,7 +43,11 @@ func guestSlots() int {
 // AcquireSlot waits for a free slot of the machine-wide guest budget; the
 // wait ends with ctx. Every QEMU guest of vouch (vm.Start, its accelerator
 // probe, tests booting firmware directly) runs while holding one.
-func AcquireSlot(ctx context.Context) (*Slot, error) {
+func AcquireSlot(ctx context.Context) (*Slot, error) { return acquireSlot(ctx, nil) }
+
+// acquireSlot is AcquireSlot; waiting is called once when every slot is
+// taken and the caller has to wait.
+func acquireSlot(ctx context.Context, waiting func(n int, dir string)) (*Slot, error) {
 	dir := SlotDir()
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("vm: guest slots: %w", err)
@@ -66,6 +70,10 @@ func AcquireSlot(ctx context.Context) (*Slot, error) {
 			if !errors.Is(err, syscall.EWOULDBLOCK) {
 				return nil, fmt.Errorf("vm: lock guest slot %s: %w", p, err)
 			}
+		}
+		if waiting != nil {
+			waiting(n, dir)
+			waiting = nil
 		}
 		select {
 		case <-ctx.Done():

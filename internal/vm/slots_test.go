@@ -69,3 +69,31 @@ func TestGuestSlots(t *testing.T) {
 		t.Error("VOUCH_QEMU_SLOTS=1 let two holders in")
 	}
 }
+
+// TestStartWaitsForSlot: with every slot taken, Start says it waits and gives
+// up with its context, starting no QEMU.
+func TestStartWaitsForSlot(t *testing.T) {
+	needQEMU(t)
+	t.Setenv("TMPDIR", t.TempDir())
+	t.Setenv("VOUCH_QEMU_SLOTS", "1")
+	held, err := AcquireSlot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	var log lockedLog
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	wd := workDir(t)
+	m, err := Start(ctx, Config{Image: emptyDisk(t), Firmware: Firmware{Boot: BIOS}, Accel: "tcg", Log: &log, WorkDir: wd})
+	if err == nil {
+		m.Close()
+		t.Fatal("Start ran a guest beyond the budget")
+	}
+	if !strings.Contains(err.Error(), "no QEMU guest slot") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Start with no free slot: %v", err)
+	}
+	if w := log.lines("vm: waiting for one of the 1 QEMU guest slots"); len(w) != 1 {
+		t.Errorf("want one waiting line, got %q", log.lines("vm: "))
+	}
+}

@@ -212,7 +212,9 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	}
 	// The machine-wide guest budget: the slot is held until Close (or this
 	// function fails), and covers the accelerator probe too.
-	slot, err := AcquireSlot(ctx)
+	slot, err := acquireSlot(ctx, func(n int, dir string) {
+		cfg.logf("waiting for one of the %d QEMU guest slots of this machine (%s; VOUCH_QEMU_SLOTS changes the count)", n, dir)
+	})
 	if err != nil {
 		return nil, &Error{Op: "start", Reason: "no QEMU guest slot", Err: err}
 	}
