@@ -22,6 +22,9 @@ import (
 // records, appended its own after them, and must still hold ours; a store it
 // rejected would have been reformatted or lost the variables.
 func TestOVMFBootKeepsWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Fatalf("qemu-system-x86_64 not found: install the Debian package qemu-system-x86: %v", err)

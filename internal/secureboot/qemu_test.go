@@ -37,6 +37,9 @@ type bootResult struct {
 // stopping as soon as a marker shows on the serial console.
 func bootOVMF(t *testing.T, dir string, esp, vars []byte) bootResult {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	qemu := tool(t, "qemu-system-x86_64", "qemu-system-x86")
 	if _, err := os.Stat(ovmfCode); err != nil {
 		t.Fatalf("%v: install the apt package ovmf", err)
@@ -176,6 +179,9 @@ func makeESP(t *testing.T, dir string, files map[string][]byte) []byte {
 // shim's hash in dbx, and checks that vouch's verdict on the removable-media
 // boot path is what the real firmware did.
 func TestQEMUOracle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	sh := debianShims(t)
 	grub := deb(t, grubRel)
 	digest := shimDigest(t, sh.dual)
