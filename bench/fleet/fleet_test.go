@@ -22,6 +22,7 @@ import (
 	"github.com/vouch-dev/vouch/internal/fleet"
 	"github.com/vouch-dev/vouch/internal/fleetsim"
 	"github.com/vouch-dev/vouch/internal/pgtest"
+	"github.com/vouch-dev/vouch/internal/store"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
@@ -102,11 +103,12 @@ func run(b *testing.B, s *server, hosts int) {
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "MiB-heap")
 	rc, _ := api.NewClient(s.url, reader, "")
 	timed := func(name string, f func() error) {
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		if err := f(); err != nil {
 			b.Fatalf("%s: %v", name, err)
 		}
 		b.ReportMetric(float64(time.Since(t0).Milliseconds()), "ms-"+name)
+		b.ReportMetric(float64((cpuTime() - c0).Milliseconds()), "cpu-ms-"+name)
 	}
 	timed("readiness", func() error { _, err := rc.Readiness(ctx, nil, fleet.Query{}); return err })
 	timed("readiness-again", func() error { _, err := rc.Readiness(ctx, nil, fleet.Query{}); return err })
@@ -164,5 +166,53 @@ func BenchmarkFleetPostgres(b *testing.B) {
 		}
 		s := serve(b, b.TempDir(), u)
 		run(b, s, hostsFromEnv("VOUCH_BENCH_PG_HOSTS", 100000))
+	}
+}
+
+// BenchmarkQuestions times the fleet questions on a database a fleet
+// benchmark (or a real server) filled: VOUCH_BENCH_DB is a SQLite file or a
+// postgres:// URL. Each question runs on a fresh service (cold: every
+// distinct state is rebuilt and judged) and again (warm).
+func BenchmarkQuestions(b *testing.B) {
+	dsn := os.Getenv("VOUCH_BENCH_DB")
+	if dsn == "" {
+		b.Skip("set VOUCH_BENCH_DB to a database a fleet benchmark filled")
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	dbx, err := os.ReadFile(testfixtures.Data("secureboot", "dbx", "DBXUpdate-amd64.bin"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	change, err := (&fleet.ChangeRequest{DBXUpdate: dbx, DBXUpdateName: "DBXUpdate.bin"}).Parse()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		svc := fleet.NewService(st)
+		timed := func(name string, f func() error) {
+			t0, c0 := time.Now(), cpuTime()
+			if err := f(); err != nil {
+				b.Fatalf("%s: %v", name, err)
+			}
+			b.ReportMetric(float64(time.Since(t0).Milliseconds()), "ms-"+name)
+			b.ReportMetric(float64((cpuTime() - c0).Milliseconds()), "cpu-ms-"+name)
+		}
+		var rd *fleet.Readiness
+		timed("readiness-cold", func() error { var err error; rd, err = svc.Readiness(ctx, nil, fleet.Query{}); return err })
+		timed("readiness", func() error { _, err := svc.Readiness(ctx, nil, fleet.Query{}); return err })
+		timed("readiness-by-platform", func() error { _, err := svc.Readiness(ctx, []string{"platform"}, fleet.Query{}); return err })
+		timed("hosts-only2011", func() error { _, err := svc.Hosts(ctx, fleet.Query{Status: "only2011"}); return err })
+		timed("canaries-pairwise", func() error {
+			_, err := svc.Canaries(ctx, fleet.CanaryOptions{Dims: []string{"platform", "model", "release", "lineage", "channel"}, Pairwise: true, SeenWithin: 365 * 24 * time.Hour})
+			return err
+		})
+		timed("whatif-dbx", func() error { _, err := svc.WhatIf(ctx, change, fleet.Query{}); return err })
+		b.ReportMetric(float64(rd.Total.Hosts), "hosts")
+		b.ReportMetric(float64(rd.DistinctStates), "states")
 	}
 }

@@ -194,27 +194,29 @@ func (s *Service) Hosts(ctx context.Context, q Query) ([]HostAnswer, error) {
 		return out, nil
 	}
 	f := q.filter()
-	// Page through the hosts of the kept pairs, a bounded number of pairs
-	// per query.
-	for start := 0; start < len(keep); start += 200 {
-		f.States = keep[start:min(start+200, len(keep))]
-		f.After = ""
-		for {
-			f.Limit = 5000
-			hosts, err := s.Store.Hosts(ctx, f)
-			if err != nil {
-				return nil, err
+	// One pass over the selected hosts; the state filter only when some
+	// pairs are left out (and then at most a few hundred pairs per query).
+	chunks := [][]store.StatePair{nil}
+	if len(keep) < len(states) {
+		chunks = nil
+		for start := 0; start < len(keep); start += 200 {
+			chunks = append(chunks, keep[start:min(start+200, len(keep))])
+		}
+	}
+	for _, ch := range chunks {
+		f.States = ch
+		hosts, err := s.Store.Hosts(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hosts {
+			st := states[store.StatePair{FirmwareState: h.FirmwareState, BootChain: h.BootChain}]
+			if st == nil {
+				continue // reported after the groups were read
 			}
-			for _, h := range hosts {
-				st := states[store.StatePair{FirmwareState: h.FirmwareState, BootChain: h.BootChain}]
-				if ok, _ := st.Is(q.Status, h.PCR7Sealed); ok {
-					out = append(out, answer(h, st))
-				}
+			if ok, _ := st.Is(q.Status, h.PCR7Sealed); ok {
+				out = append(out, answer(h, st))
 			}
-			if len(hosts) < f.Limit {
-				break
-			}
-			f.After = hosts[len(hosts)-1].ID
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -219,6 +219,14 @@ func (s *sqlStore) MissingBlobs(ctx context.Context, ds []string) ([]string, err
 	return missing, nil
 }
 
+// emptyBlob is an empty blob literal.
+func (s *sqlStore) emptyBlob() string {
+	if s.d.dollar {
+		return "''::bytea"
+	}
+	return "X''"
+}
+
 func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
 func (s *sqlStore) putBlob(ctx context.Context, ex execer, b Blob) error {
@@ -268,10 +276,18 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 		}
 		d := r.Dims
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE hosts SET hostname = ?, last_seen = ?, report_digest = ?, firmware_state = ?, boot_chain = ?,
-			platform = ?, model = ?, firmware = ?, os_release = ?, lineage = ?, channel = ?, label = ?, pcr7_sealed = ?, facts = ? WHERE id = ?`),
+			platform = ?, model = ?, firmware = ?, os_release = ?, lineage = ?, channel = ?, label = ?, pcr7_sealed = ? WHERE id = ?`),
 			r.Hostname, r.ReceivedAt.Unix(), r.Digest, r.FirmwareState, r.BootChain,
 			d[DimPlatform], d[DimModel], d[DimFirmware], d[DimRelease], d[DimLineage], d[DimChannel], d[DimLabel],
-			b2i(r.PCR7Sealed), r.Facts, r.HostID)
+			b2i(r.PCR7Sealed), r.HostID)
+		if err != nil {
+			return err
+		}
+		facts := r.Facts
+		if facts == nil {
+			facts = []byte{}
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO host_facts (host_id, facts) VALUES (?, ?) ON CONFLICT (host_id) DO UPDATE SET facts = excluded.facts`), r.HostID, facts)
 		if err != nil || prev == r.Digest {
 			return err
 		}
@@ -371,7 +387,7 @@ func scanHost(r scanner, facts bool) (Host, error) {
 }
 
 func (s *sqlStore) Host(ctx context.Context, id string) (Host, error) {
-	h, err := scanHost(s.db.QueryRowContext(ctx, s.q(`SELECT `+hostCols+`, facts FROM hosts WHERE id = ?`), id), true)
+	h, err := scanHost(s.db.QueryRowContext(ctx, s.q(`SELECT `+hostCols+`, COALESCE(f.facts, `+s.emptyBlob()+`) FROM hosts LEFT JOIN host_facts f ON f.host_id = hosts.id WHERE id = ?`), id), true)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Host{}, ErrNotFound
 	}
@@ -435,13 +451,14 @@ func (s *sqlStore) Hosts(ctx context.Context, f Filter) ([]Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	cols := hostCols
+	cols, from := hostCols, " FROM hosts"
 	if f.WithFacts {
-		cols += ", facts"
+		cols += ", COALESCE(f.facts, " + s.emptyBlob() + ")"
+		from = " FROM hosts LEFT JOIN host_facts f ON f.host_id = hosts.id"
 	}
-	q := `SELECT ` + cols + ` FROM hosts` + w + ` ORDER BY id`
+	q := `SELECT ` + cols + from + w + ` ORDER BY id`
 	if f.Recent {
-		q = `SELECT ` + cols + ` FROM hosts` + w + ` ORDER BY last_seen DESC, id`
+		q = `SELECT ` + cols + from + w + ` ORDER BY last_seen DESC, id`
 	}
 	if f.Limit > 0 {
 		q += " LIMIT " + strconv.Itoa(f.Limit)
