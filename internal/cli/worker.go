@@ -75,7 +75,7 @@ firmware matrix need the Microsoft certificates (--certs DIR).`,
 			case "kvm":
 				caps.KVM = true
 			case "auto":
-				caps.KVM = vm.ProbeKVM(ctx, workDir).Accel == "kvm"
+				caps.KVM = vm.ProbeKVM(ctx, vm.Firmware{Boot: vm.UEFI, SecureBoot: true}, workDir).Accel == "kvm"
 			}
 			mode := "TCG"
 			if caps.KVM {
