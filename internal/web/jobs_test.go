@@ -148,8 +148,14 @@ func TestJobPages(t *testing.T) {
 		}
 	}
 	// Rerun the failed case: a new job with only kernel.log-clean.
+	// The new job's page refreshes while it is queued: read its name from
+	// the address, not from a page that may be reloading.
 	do(chromedp.Click(chromedp.ID("rerun")), chromedp.WaitVisible(chromedp.ID("results")))
-	name := text("#job-name")
+	loc, err := chromedp.Run(bctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := loc[strings.LastIndex(loc, "/")+1:]
 	if !strings.HasPrefix(name, "nightly-1-rerun-") {
 		t.Fatalf("rerun landed on %q", name)
 	}
