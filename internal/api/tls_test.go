@@ -41,7 +41,10 @@ func TestTLS(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- api.Serve(ctx, api.ServeOptions{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), TLSCert: certFile, TLSKey: keyFile,
-			Ready: func(addr, tok string) { b, _ := os.ReadFile(tok); ready <- [2]string{addr, strings.TrimSpace(string(b))} }})
+			Ready: func(addr, tok string) {
+				b, _ := os.ReadFile(tok)
+				ready <- [2]string{addr, strings.TrimSpace(string(b))}
+			}})
 	}()
 	defer func() { cancel(); <-done }()
 	var s [2]string
