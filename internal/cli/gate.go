@@ -21,19 +21,22 @@ import (
 // gateOpts are the flags the gate commands share.
 type gateOpts struct {
 	ff     firmwareFlags
+	ch     *changeFlags
+	change *secureboot.Change
 	target string
 	force  bool
 	format string
 	hook   bool // called by a package manager: quiet about packages without a shim
 }
 
-func (g *gateOpts) register(c *cobra.Command, withTarget bool) {
+func (g *gateOpts) register(c *cobra.Command, withTarget bool, parts changePart) {
 	g.ff.register(c)
+	g.ch = addChangeFlags(c, parts)
 	if withTarget {
 		c.Flags().StringVar(&g.target, "target", "", "judge against this system: / (the running host: its efivarfs, ESP and kernels), a disk image or a root directory")
 	}
 	c.Flags().BoolVar(&g.force, "force", false, "print the warning but exit 0 even when the machine would not boot the shim")
-	c.Flags().StringVar(&g.format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&g.format, "format", "o", "table", "output format: table or json")
 }
 
 // machine is the firmware state and next stages a gate judges against.
@@ -56,9 +59,15 @@ func (g *gateOpts) resolve(targetPath string) (*machine, error) {
 		return nil, err
 	}
 	m := &machine{policy: o.SBATPolicy}
+	if g.change == nil {
+		if g.change, err = g.ch.load(); err != nil {
+			return nil, err
+		}
+	}
 	if m.fw, err = g.ff.load(); err != nil {
 		return nil, err
 	}
+	defer m.applyChange(g.change)
 	if targetPath == "" && m.fw != nil {
 		return m, nil
 	}
@@ -105,6 +114,14 @@ func (g *gateOpts) resolve(targetPath string) (*machine, error) {
 		m.stages = gate.TargetStages(t.ESP, root, label)
 	}
 	return m, nil
+}
+
+// applyChange makes the machine the one after the change's firmware writes
+// (db additions, dbx update, SbatLevel).
+func (m *machine) applyChange(c *secureboot.Change) {
+	o := secureboot.Options{SBATPolicy: m.policy}
+	m.fw, o = m.fw.WithChange(c, o)
+	m.policy = o.SBATPolicy
 }
 
 func (m *machine) judge(shim *gate.Binary, stages gate.Stages) *gate.Verdict {
@@ -154,10 +171,7 @@ not boot, 2 usage or input error (a file that is not a package or not a shim).`,
 }
 
 func newGateShimCmd() *cobra.Command {
-	var (
-		g            gateOpts
-		grub, kernel string
-	)
+	var g gateOpts
 	c := &cobra.Command{
 		Use:   "shim NEW_SHIM.efi",
 		Short: "Say whether this machine would boot a new shim",
@@ -185,18 +199,14 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 				return err
 			}
 			stages := m.stages
-			if g.target == "" && grub == "" {
+			if g.target == "" && g.change.GRUB == nil {
 				stages.GRUB = besideShim(args[0])
 			}
-			if grub != "" {
-				if stages.GRUB, err = readBinary(grub, false); err != nil {
-					return err
-				}
+			if g.change.GRUB != nil {
+				stages.GRUB = g.change.GRUB
 			}
-			if kernel != "" {
-				if stages.Kernel, err = readBinary(kernel, false); err != nil {
-					return err
-				}
+			if g.change.Kernel != nil {
+				stages.Kernel = g.change.Kernel
 			}
 			v := m.judge(shim, stages)
 			if g.format == "json" {
@@ -218,9 +228,7 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 			return g.exit(c, []*gate.Verdict{v})
 		},
 	}
-	g.register(c, true)
-	c.Flags().StringVar(&grub, "grub", "", "the GRUB (second stage) the new shim will load")
-	c.Flags().StringVar(&kernel, "kernel", "", "the kernel GRUB will hand to the new shim")
+	g.register(c, true, changeFirmware|changeStages)
 	return c
 }
 
@@ -318,7 +326,7 @@ Exit codes: 0 safe or nothing to judge, 1 a shim would not boot (0 with --force)
 			return g.runPackages(c, args, format, nil)
 		},
 	}
-	g.register(c, true)
+	g.register(c, true, changeFirmware)
 	if format == "rpm" {
 		c.Flags().BoolVar(&g.hook, "hook", false, "called by the dnf plugin: judge the live system, print only packages holding a shim")
 		c.Flags().MarkHidden("hook")
@@ -449,7 +457,7 @@ VOUCH_GATE_FORCE=1 in apt's environment: the hook then warns and exits 0.`,
 			return g.runPackages(c, files, "deb", nil)
 		},
 	}
-	g.register(c, false)
+	g.register(c, false, 0)
 	return c
 }
 
@@ -494,7 +502,7 @@ the command line cannot be read: the hook warns and lets dpkg go on.`,
 			return g.runPackages(c, files, "", display)
 		},
 	}
-	g.register(c, false)
+	g.register(c, false, 0)
 	return c
 }
 

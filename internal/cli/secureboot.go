@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +21,6 @@ const noUEFI = "no UEFI here: booted through legacy BIOS (or a container); the C
 // firmwareFlags are the ways to name a firmware state.
 type firmwareFlags struct {
 	vars, efivars, profile string
-	dbCerts                []string
 	sbatPolicy             string
 }
 
@@ -31,7 +28,6 @@ func (f *firmwareFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.vars, "vars", "", "edk2/OVMF variable store file (e.g. OVMF_VARS_4M.ms.fd)")
 	c.Flags().StringVar(&f.efivars, "efivars", "", "directory of firmware variables: an efivarfs mount or exported Name-GUID files")
 	c.Flags().StringVar(&f.profile, "firmware", "", "what-if firmware profile: "+strings.Join(secureboot.Profiles(), ", "))
-	c.Flags().StringArrayVar(&f.dbCerts, "db-cert", nil, "add this certificate (DER or PEM) to db; repeatable")
 	c.Flags().StringVar(&f.sbatPolicy, "sbat-policy", "automatic", "shim SbatPolicy to assume: automatic (the previous level shim carries) or latest")
 	// Deprecated: `vouch secureboot --sbat-level` took it over. Hidden, not
 	// MarkDeprecated: cobra would print the notice on stdout, into the JSON.
@@ -53,9 +49,6 @@ func (f *firmwareFlags) load() (*secureboot.Firmware, error) {
 		return nil, usageErrorf("give one of --vars, --efivars and --firmware")
 	}
 	if n == 0 {
-		if len(f.dbCerts) > 0 {
-			return nil, usageErrorf("--db-cert adds to a firmware state: give --vars, --efivars or --firmware too")
-		}
 		return nil, nil
 	}
 	var (
@@ -84,13 +77,19 @@ func (f *firmwareFlags) load() (*secureboot.Firmware, error) {
 	if err != nil {
 		return nil, &exitError{code: ExitError, err: err}
 	}
-	for _, p := range f.dbCerts {
-		c, err := readCertFile(p)
-		if err != nil {
-			return nil, &exitError{code: ExitError, err: err}
-		}
-		fw.AddDBCert(c, "--db-cert "+p)
+	return fw, nil
+}
+
+// withDBAdd applies the change's db additions to fw (the state analysed
+// is the one after them); db additions need a firmware state.
+func withDBAdd(fw *secureboot.Firmware, ch *secureboot.Change) (*secureboot.Firmware, error) {
+	if len(ch.DBAdd) == 0 {
+		return fw, nil
 	}
+	if fw == nil {
+		return nil, usageErrorf("--db-add adds to a firmware state: give --vars, --efivars or --firmware too")
+	}
+	fw, _ = fw.WithChange(&secureboot.Change{DBAdd: ch.DBAdd}, secureboot.Options{})
 	return fw, nil
 }
 
@@ -100,21 +99,6 @@ func (f *firmwareFlags) options() (secureboot.Options, error) {
 		return secureboot.Options{}, usageErrorf("--sbat-policy: %v", err)
 	}
 	return secureboot.Options{SBATPolicy: p}, nil
-}
-
-func readCertFile(p string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	if blk, _ := pem.Decode(b); blk != nil {
-		b = blk.Bytes
-	}
-	c, err := x509.ParseCertificate(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not an X.509 certificate: %v", p, err)
-	}
-	return c, nil
 }
 
 // readImage reads and parses an EFI binary; errors name the file.
@@ -140,7 +124,7 @@ func checkFormat(format string) error {
 func newSecureBootCmd() *cobra.Command {
 	var (
 		ff     firmwareFlags
-		rf     revocationFlags
+		ch     *changeFlags
 		format string
 		live   bool
 	)
@@ -191,7 +175,7 @@ On a host booted without UEFI it says so and exits 0.`,
 		Example: `  vouch secureboot --vars /usr/share/OVMF/OVMF_VARS_4M.ms.fd debian.qcow2
   vouch secureboot --firmware microsoft-2023 --format json disk.raw
   vouch secureboot --live
-  vouch secureboot --efivars ./exported-vars --db-cert my-db.der rootfs/
+  vouch secureboot --efivars ./exported-vars --db-add my-db.der rootfs/
   vouch secureboot --vars OVMF_VARS_4M.ms.fd --dbx-update DBXUpdate.bin debian.raw
   vouch secureboot --efivars /sys/firmware/efi/efivars --dbx-update dbx_info_msft_latest.json /
   vouch secureboot --firmware microsoft-both --sbat-level latest disk.qcow2
@@ -210,10 +194,20 @@ On a host booted without UEFI it says so and exits 0.`,
 			if err != nil {
 				return err
 			}
-			rev, err := rf.load(policy)
+			if policy != "" {
+				if ch.files.SBATLevel != "" {
+					return usageErrorf("--sbat-policy is the old name of --sbat-level: give only --sbat-level")
+				}
+				if _, err := secureboot.ParseSBATPolicy(policy); err != nil {
+					return usageErrorf("--sbat-policy: %v", err)
+				}
+				ch.files.SBATLevel = strings.Replace(policy, "previous", "automatic", 1)
+			}
+			change, err := ch.load()
 			if err != nil {
 				return err
 			}
+			rev := change.Revocation()
 			fw, err := ff.load()
 			if err != nil {
 				return err
@@ -234,6 +228,9 @@ On a host booted without UEFI it says so and exits 0.`,
 				if fw, err = secureboot.TargetFirmware(t); err != nil {
 					return &exitError{code: ExitError, err: err}
 				}
+			}
+			if fw, err = withDBAdd(fw, change); err != nil {
+				return err
 			}
 			r := secureboot.AnalyzeTarget(t, fw, o)
 			if t.ESP == nil {
@@ -269,8 +266,8 @@ On a host booted without UEFI it says so and exits 0.`,
 		},
 	}
 	ff.register(c)
-	rf.register(c)
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	ch = addChangeFlags(c, changeFirmware)
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	c.Flags().BoolVar(&live, "live", false, "inspect the running system")
 	c.AddCommand(newSignaturesCmd(), newVerifyCmd())
 	return c
@@ -381,6 +378,7 @@ whether the signature verifies, and which well-known Microsoft CA it chains to
 func newVerifyCmd() *cobra.Command {
 	var (
 		ff     firmwareFlags
+		ch     *changeFlags
 		format string
 	)
 	c := &cobra.Command{
@@ -394,7 +392,7 @@ Exit codes: 0 allowed, 1 denied, 2 usage or input error.`,
 		Example: `  vouch secureboot verify --vars /usr/share/OVMF/OVMF_VARS_4M.ms.fd shimx64.efi
   vouch secureboot verify --firmware microsoft-2023 --format json shimx64.efi
   vouch secureboot verify --efivars /sys/firmware/efi/efivars grubx64.efi
-  vouch secureboot verify --firmware microsoft-2011 --db-cert db-microsoft-uefi-ca-2023.der shimx64.efi`,
+  vouch secureboot verify --firmware microsoft-2011 --db-add microsoft-uefi-ca-2023 shimx64.efi`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
@@ -403,10 +401,15 @@ Exit codes: 0 allowed, 1 denied, 2 usage or input error.`,
 			if !ff.given() {
 				return usageErrorf("verify needs a firmware state: --vars FILE.fd, --efivars DIR or --firmware PROFILE")
 			}
+			change, err := ch.load()
+			if err != nil {
+				return err
+			}
 			fw, err := ff.load()
 			if err != nil {
 				return err
 			}
+			fw, _ = fw.WithChange(change, secureboot.Options{})
 			img, err := readImage(args[0])
 			if err != nil {
 				return err
@@ -430,7 +433,8 @@ Exit codes: 0 allowed, 1 denied, 2 usage or input error.`,
 		},
 	}
 	ff.register(c)
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	ch = addChangeFlags(c, changeDB|changeDBX)
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	return c
 }
 

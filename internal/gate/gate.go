@@ -29,12 +29,8 @@ import (
 	"github.com/vouch-dev/vouch/internal/secureboot"
 )
 
-// Binary is an EFI binary to judge.
-type Binary struct {
-	// Name is how messages call it: a file path, or "PKG.deb:usr/lib/...".
-	Name  string
-	Image *authenticode.Image
-}
+// Binary is an EFI binary to judge (the binary of a secureboot.Change).
+type Binary = secureboot.Binary
 
 // InputError is a file that is not what the gate needs (not a PE image, not
 // a shim).

@@ -239,11 +239,17 @@ func LoadCertDir(dir string) (*CertDir, error) {
 		return nil, fmt.Errorf("nvram: %s: not a folder of certificates", dir)
 	}
 	cd := &CertDir{Dir: dir, certs: map[string]*x509.Certificate{}}
+	// WalkDir does not follow a link given as the root; a linked folder
+	// is still the folder the user named.
+	root := dir
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		root = r
+	}
 	// Unreadable entries are skipped, like files that are no certificate:
 	// a missing CA is reported by name when it is asked for.
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == dir {
+			if p == root {
 				return err
 			}
 			if d != nil && d.IsDir() {
