@@ -8,7 +8,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/target"
 )
