@@ -48,8 +48,9 @@ type machine struct {
 }
 
 // resolve builds the machine: the firmware from the flags, else the target's
-// (the live host's efivarfs); the next stages from the target's ESP and root
-// when a target is named (or implied, for hooks).
+// (the live host's efivarfs), through secureboot.LoadFirmware; the next
+// stages from the target's ESP and root when a target is named (or implied,
+// for hooks). The target is anything scan takes: an image, a directory, /.
 func (g *gateOpts) resolve(targetPath string) (*machine, error) {
 	if err := checkFormat(g.format); err != nil {
 		return nil, err
@@ -58,49 +59,33 @@ func (g *gateOpts) resolve(targetPath string) (*machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &machine{policy: o.SBATPolicy}
 	if g.change == nil {
 		if g.change, err = g.ch.load(); err != nil {
 			return nil, err
 		}
 	}
-	if m.fw, err = g.ff.load(); err != nil {
-		return nil, err
-	}
+	m := &machine{policy: o.SBATPolicy}
 	defer m.applyChange(g.change)
-	if targetPath == "" && m.fw != nil {
-		return m, nil
+	if targetPath == "" && g.ff.given() {
+		m.fw, _, err = g.ff.load(nil)
+		return m, err
 	}
-	live := targetPath == "" || targetPath == "/"
-	t, err := target.Open(firstNonEmptyString(targetPath, "/"), target.Options{Live: live})
-	if err != nil && g.hook {
+	t, terr := target.Open(firstNonEmptyString(targetPath, "/"), target.Options{Live: targetPath == "" || targetPath == "/"})
+	if terr != nil && g.hook {
 		// A package manager's hook must not stop every install because
 		// the root is not a readable system yet (dnf --installroot
 		// populating an empty directory): judge without its stages.
-		if m.fw == nil {
-			m.noFirmware = fmt.Sprintf("firmware state unknown: %v, and no --vars, --efivars or --firmware was given", err)
+		if m.fw, _, err = g.ff.load(nil); err == nil && m.fw == nil {
+			m.noFirmware = fmt.Sprintf("firmware state unknown: %v, and no --vars, --efivars or --firmware was given", terr)
 		}
-		return m, nil
+		return m, err
 	}
-	if err != nil {
-		return nil, err
+	if terr != nil {
+		return nil, terr
 	}
 	defer t.Close()
-	if m.fw == nil {
-		switch {
-		case t.Kind != target.KindLive:
-			kind := "root directory"
-			if t.Kind == target.KindImage {
-				kind = "disk image"
-			}
-			m.noFirmware = fmt.Sprintf("firmware state unknown: %s is a %s and no --vars, --efivars or --firmware was given", t.Path, kind)
-		case t.EFIVars == nil:
-			m.noFirmware = "no UEFI here: there is no efivarfs (/sys/firmware/efi/efivars), so this system booted through legacy BIOS or runs in a container or chroot without it, and no --vars, --efivars or --firmware was given"
-		default:
-			if m.fw, err = secureboot.TargetFirmware(t); err != nil {
-				return nil, &exitError{code: ExitError, err: fmt.Errorf("reading firmware variables: %w", err)}
-			}
-		}
+	if m.fw, m.noFirmware, err = g.ff.load(t); err != nil {
+		return nil, err
 	}
 	if targetPath != "" {
 		var root fs.FS

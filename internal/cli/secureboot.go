@@ -10,75 +10,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
-	"github.com/vouch-dev/vouch/internal/efi"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/target"
 )
 
 // noUEFI is what vouch says on a live host booted without UEFI.
 const noUEFI = "no UEFI here: booted through legacy BIOS (or a container); the CA transition does not apply"
-
-// firmwareFlags are the ways to name a firmware state.
-type firmwareFlags struct {
-	vars, efivars, profile string
-	sbatPolicy             string
-}
-
-func (f *firmwareFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&f.vars, "vars", "", "edk2/OVMF variable store file (e.g. OVMF_VARS_4M.ms.fd)")
-	c.Flags().StringVar(&f.efivars, "efivars", "", "directory of firmware variables: an efivarfs mount or exported Name-GUID files")
-	c.Flags().StringVar(&f.profile, "firmware", "", "what-if firmware profile: "+strings.Join(secureboot.Profiles(), ", "))
-	c.Flags().StringVar(&f.sbatPolicy, "sbat-policy", "automatic", "shim SbatPolicy to assume: automatic (the previous level shim carries) or latest")
-	// Deprecated: `vouch secureboot --sbat-level` took it over. Hidden, not
-	// MarkDeprecated: cobra would print the notice on stdout, into the JSON.
-	_ = c.Flags().MarkHidden("sbat-policy")
-}
-
-// given reports whether a firmware source was named.
-func (f *firmwareFlags) given() bool { return f.vars != "" || f.efivars != "" || f.profile != "" }
-
-// load builds the firmware state, nil when no source was named.
-func (f *firmwareFlags) load() (*secureboot.Firmware, error) {
-	n := 0
-	for _, s := range []string{f.vars, f.efivars, f.profile} {
-		if s != "" {
-			n++
-		}
-	}
-	if n > 1 {
-		return nil, usageErrorf("give one of --vars, --efivars and --firmware")
-	}
-	if n == 0 {
-		return nil, nil
-	}
-	var (
-		fw  *secureboot.Firmware
-		err error
-	)
-	switch {
-	case f.vars != "":
-		var s *efi.VarStore
-		if s, err = efi.ReadVarStoreFile(f.vars); err == nil {
-			fw, err = secureboot.FromVars(s.Vars())
-		}
-	case f.efivars != "":
-		if info, serr := os.Stat(f.efivars); serr != nil || !info.IsDir() {
-			return nil, &exitError{code: ExitError, err: fmt.Errorf("%s: not a directory of firmware variables", f.efivars)}
-		}
-		var vs *efi.VarSet
-		if vs, err = efi.ReadVarDir(os.DirFS(f.efivars), f.efivars); err == nil {
-			fw, err = secureboot.FromVars(vs)
-		}
-	default:
-		if fw, err = secureboot.FromProfile(f.profile); err != nil {
-			return nil, usageErrorf("--firmware: %v", err)
-		}
-	}
-	if err != nil {
-		return nil, &exitError{code: ExitError, err: err}
-	}
-	return fw, nil
-}
 
 // withDBAdd applies the change's db additions to fw (the state analysed
 // is the one after them); db additions need a firmware state.
@@ -91,14 +28,6 @@ func withDBAdd(fw *secureboot.Firmware, ch *secureboot.Change) (*secureboot.Firm
 	}
 	fw, _ = fw.WithChange(&secureboot.Change{DBAdd: ch.DBAdd}, secureboot.Options{})
 	return fw, nil
-}
-
-func (f *firmwareFlags) options() (secureboot.Options, error) {
-	p, err := secureboot.ParseSBATPolicy(f.sbatPolicy)
-	if err != nil {
-		return secureboot.Options{}, usageErrorf("--sbat-policy: %v", err)
-	}
-	return secureboot.Options{SBATPolicy: p}, nil
 }
 
 // readImage reads and parses an EFI binary; errors name the file.
@@ -208,10 +137,6 @@ On a host booted without UEFI it says so and exits 0.`,
 				return err
 			}
 			rev := change.Revocation()
-			fw, err := ff.load()
-			if err != nil {
-				return err
-			}
 			t, err := openTarget(targetArg(args), live)
 			if err != nil {
 				return err
@@ -224,10 +149,9 @@ On a host booted without UEFI it says so and exits 0.`,
 				_, err := fmt.Fprintln(c.OutOrStdout(), noUEFI)
 				return err
 			}
-			if fw == nil {
-				if fw, err = secureboot.TargetFirmware(t); err != nil {
-					return &exitError{code: ExitError, err: err}
-				}
+			fw, _, err := ff.load(t)
+			if err != nil {
+				return err
 			}
 			if fw, err = withDBAdd(fw, change); err != nil {
 				return err
@@ -405,7 +329,7 @@ Exit codes: 0 allowed, 1 denied, 2 usage or input error.`,
 			if err != nil {
 				return err
 			}
-			fw, err := ff.load()
+			fw, _, err := ff.load(nil)
 			if err != nil {
 				return err
 			}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/imagetest"
 	"github.com/vouch-dev/vouch/internal/nvram"
-	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/vm"
 )
 
@@ -120,8 +119,8 @@ the boot disagrees with the prediction), 2 bad input or the test could not run
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.vars, "vars", "", "edk2/OVMF variable store to boot with (a copy is used)")
-	fl.StringVar(&f.profile, "firmware", "", "firmware profile: "+strings.Join(imagetest.MatrixProfiles, ", ")+" (the built-in Microsoft certificates)")
+	fl.StringVar(&f.vars, "vars", "", varsHelp+" to boot with (a copy is used)")
+	fl.StringVar(&f.profile, "firmware", "", firmwareHelp+strings.Join(imagetest.MatrixProfiles, ", "))
 	fl.StringVar(&f.certs, "certs", "", "take the Microsoft certificates of --firmware and --firmware-matrix from this folder (DER or PEM; default: the built-in ones)")
 	fl.StringVar(&f.secureBoot, "secure-boot", "on", "Secure Boot firmware: on (OVMF secboot build with SMM) or off")
 	fl.BoolVar(&f.bios, "bios", false, "boot with legacy BIOS (SeaBIOS) instead of UEFI")
@@ -265,17 +264,17 @@ func testFirmware(f *testFlags) (vm.Firmware, string, func(), error) {
 		}
 		return vm.Firmware{Boot: vm.BIOS}, "legacy BIOS", none, nil
 	}
+	// The one firmware loader checks the flags (one source, a readable
+	// store, a known profile) as every other command does.
+	ff := firmwareFlags{vars: f.vars, profile: f.profile}
+	if _, _, err := ff.load(nil); err != nil {
+		return fw, "", none, err
+	}
 	switch {
 	case f.vars != "":
-		if _, err := nvram.Open(f.vars); err != nil {
-			return fw, "", none, &exitError{code: ExitError, err: fmt.Errorf("--vars %s: %w", f.vars, err)}
-		}
 		fw.Vars = f.vars
 		return fw, "variable store " + f.vars, none, nil
 	case f.profile != "":
-		if _, err := secureboot.FromProfile(f.profile); err != nil {
-			return fw, "", none, usageErrorf("--firmware: %v", err)
-		}
 		tmplPath := filepath.Join(vm.OVMFDir, "OVMF_VARS_4M.ms.fd")
 		tmpl, err := os.ReadFile(tmplPath)
 		if err != nil {

@@ -66,7 +66,7 @@ func TestTestUsageErrors(t *testing.T) {
 		{[]string{"test", "--vars", img, "--firmware", "microsoft-2023", img}, "give --vars or --firmware, not both"},
 		{[]string{"test", "--firmware", "microsoft-2099", "--certs", dir, img}, "--firmware:"},
 		{[]string{"test", "--bios", "--firmware", "microsoft-2011", img}, "--bios boots without UEFI"},
-		{[]string{"test", "--vars", img, img}, "--vars " + img},
+		{[]string{"test", "--vars", img, img}, "--vars: efi: " + img},
 		{[]string{"test", "--output", filepath.Join(dir, "no", "such", "r.json"), img}, "does not exist"},
 		{[]string{"test", filepath.Join(dir, "missing.qcow2")}, "missing.qcow2"},
 		{[]string{"test", dir}, "is a directory"},
