@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
-	"sync"
 
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/efi"
@@ -16,41 +15,32 @@ import (
 // Suite is the check suite of this package.
 const Suite = "secureboot"
 
-// envKey keys the firmware state in check.Env.Values; analysisKey the
-// analysis shared by the checks of one run.
-type (
-	envKey      struct{}
-	optionsKey  struct{}
-	analysisKey struct{}
+// The facts the secure boot checks share in a run: the firmware state and
+// options the command sets, and the analysis computed once from them.
+var (
+	firmwareFact = check.NewFact[*Firmware]("secureboot.firmware")
+	optionsFact  = check.NewFact[Options]("secureboot.options")
+	analysisFact = check.NewFact[*analysis]("secureboot.analysis")
 )
 
 // SetFirmware gives the secure boot checks a firmware state (from --vars,
 // --efivars, --firmware, or the live host's efivarfs) and marks the
 // environment as having firmware variables.
 func SetFirmware(env *check.Env, fw *Firmware) {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	env.Values[envKey{}] = fw
-	delete(env.Values, analysisKey{})
+	firmwareFact.Set(env, fw)
+	analysisFact.Reset(env)
 	env.Firmware = fw != nil
 }
 
 // SetOptions sets the analysis options the checks use.
 func SetOptions(env *check.Env, o Options) {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	env.Values[optionsKey{}] = o
-	delete(env.Values, analysisKey{})
+	optionsFact.Set(env, o)
+	analysisFact.Reset(env)
 }
 
 // EnvFirmware returns the firmware state set with SetFirmware.
 func EnvFirmware(env *check.Env) (*Firmware, bool) {
-	if env.Values == nil {
-		return nil, false
-	}
-	fw, ok := env.Values[envKey{}].(*Firmware)
+	fw, ok := firmwareFact.Get(env)
 	return fw, ok && fw != nil
 }
 
@@ -69,7 +59,6 @@ func TargetFirmware(t *target.Target) (*Firmware, error) {
 }
 
 type analysis struct {
-	once   sync.Once
 	report *Report
 	policy *Report // with Secure Boot assumed enforced
 }
@@ -84,17 +73,10 @@ func AnalyzeTarget(t *target.Target, fw *Firmware, o Options) *Report {
 }
 
 func analyzed(env *check.Env) *analysis {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	a, ok := env.Values[analysisKey{}].(*analysis)
-	if !ok {
-		a = &analysis{}
-		env.Values[analysisKey{}] = a
-	}
-	a.once.Do(func() {
+	return analysisFact.Once(env, func() *analysis {
+		a := &analysis{}
 		fw, _ := EnvFirmware(env)
-		o, _ := env.Values[optionsKey{}].(Options)
+		o, _ := optionsFact.Get(env)
 		a.report = AnalyzeTarget(env.Target, fw, o)
 		a.policy = a.report
 		if fw != nil && (!fw.Enforcing() || fw.ShimValidationDisabled) {
@@ -102,8 +84,8 @@ func analyzed(env *check.Env) *analysis {
 			pol.SecureBoot, pol.SetupMode, pol.ShimValidationDisabled = true, false, false
 			a.policy = AnalyzeTarget(env.Target, &pol, o)
 		}
+		return a
 	})
-	return a
 }
 
 // Checks returns the secure boot checks, in report order.
@@ -282,7 +264,7 @@ func runShimTransition(_ context.Context, env *check.Env) []check.Result {
 func runSBAT(_ context.Context, env *check.Env) []check.Result {
 	r := analyzed(env).report
 	fw, _ := EnvFirmware(env)
-	o, _ := env.Values[optionsKey{}].(Options)
+	o, _ := optionsFact.Get(env)
 	var out []check.Result
 	seen := map[string]bool{}
 	for _, bp := range r.BootPaths {
