@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vouch-dev/vouch/internal/atomicfile"
 	"github.com/vouch-dev/vouch/internal/gate"
 	"github.com/vouch-dev/vouch/internal/secureboot"
-	"github.com/vouch-dev/vouch/internal/target"
 )
 
 // gateOpts are the flags the gate commands share.
@@ -39,19 +38,10 @@ func (g *gateOpts) register(c *cobra.Command, withTarget bool, parts changePart)
 	c.Flags().StringVarP(&g.format, "format", "o", "table", "output format: table or json")
 }
 
-// machine is the firmware state and next stages a gate judges against.
-type machine struct {
-	fw         *secureboot.Firmware
-	noFirmware string
-	stages     gate.Stages
-	policy     secureboot.SBATPolicy
-}
-
-// resolve builds the machine: the firmware from the flags, else the target's
-// (the live host's efivarfs), through secureboot.LoadFirmware; the next
-// stages from the target's ESP and root when a target is named (or implied,
-// for hooks). The target is anything scan takes: an image, a directory, /.
-func (g *gateOpts) resolve(targetPath string) (*machine, error) {
+// resolve builds the machine the gate judges against (gate.ResolveMachine):
+// the firmware from the flags, else the target's; the target's next stages;
+// the change's firmware writes.
+func (g *gateOpts) resolve(targetPath string) (*gate.Machine, error) {
 	if err := checkFormat(g.format); err != nil {
 		return nil, err
 	}
@@ -64,61 +54,15 @@ func (g *gateOpts) resolve(targetPath string) (*machine, error) {
 			return nil, err
 		}
 	}
-	m := &machine{policy: o.SBATPolicy}
-	defer m.applyChange(g.change)
-	if targetPath == "" && g.ff.given() {
-		m.fw, _, err = g.ff.load(nil)
-		return m, err
-	}
-	t, terr := target.Open(firstNonEmptyString(targetPath, "/"), target.Options{Live: targetPath == "" || targetPath == "/"})
-	if terr != nil && g.hook {
-		// A package manager's hook must not stop every install because
-		// the root is not a readable system yet (dnf --installroot
-		// populating an empty directory): judge without its stages.
-		if m.fw, _, err = g.ff.load(nil); err == nil && m.fw == nil {
-			m.noFirmware = fmt.Sprintf("firmware state unknown: %v, and no --vars, --efivars or --firmware was given", terr)
-		}
-		return m, err
-	}
-	if terr != nil {
-		return nil, terr
-	}
-	defer t.Close()
-	if m.fw, m.noFirmware, err = g.ff.load(t); err != nil {
-		return nil, err
-	}
-	if targetPath != "" {
-		var root fs.FS
-		if t.Root != nil {
-			root = t.Root
-		}
-		label := ""
-		if t.Kind != target.KindLive {
-			label = t.Path + ":"
-		}
-		m.stages = gate.TargetStages(t.ESP, root, label)
+	m, err := gate.ResolveMachine(gate.MachineOptions{Firmware: g.ff.source(), Target: targetPath, Change: g.change, SBATPolicy: o.SBATPolicy, Hook: g.hook})
+	var ue *secureboot.FirmwareUsageError
+	switch {
+	case errors.As(err, &ue):
+		return nil, usageErrorf("%s", ue.Reason)
+	case err != nil:
+		return nil, &exitError{code: ExitError, err: err}
 	}
 	return m, nil
-}
-
-// applyChange makes the machine the one after the change's firmware writes
-// (db additions, dbx update, SbatLevel).
-func (m *machine) applyChange(c *secureboot.Change) {
-	o := secureboot.Options{SBATPolicy: m.policy}
-	m.fw, o = m.fw.WithChange(c, o)
-	m.policy = o.SBATPolicy
-}
-
-func (m *machine) judge(shim *gate.Binary, stages gate.Stages) *gate.Verdict {
-	return gate.Judge(gate.Request{Shim: shim, GRUB: stages.GRUB, Kernel: stages.Kernel, Firmware: m.fw, NoFirmware: m.noFirmware, SBATPolicy: m.policy})
-}
-
-func (m *machine) summary() *secureboot.Summary {
-	if m.fw == nil {
-		return nil
-	}
-	s := m.fw.Summarize()
-	return &s
 }
 
 func newGateCmd() *cobra.Command {
@@ -179,13 +123,13 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 			if err != nil {
 				return err
 			}
-			shim, err := readBinary(args[0], true)
+			shim, err := gate.ReadEFI(args[0], true)
 			if err != nil {
-				return err
+				return &exitError{code: ExitError, err: err}
 			}
-			stages := m.stages
+			stages := m.Stages
 			if g.target == "" && g.change.GRUB == nil {
-				stages.GRUB = besideShim(args[0])
+				stages.GRUB = gate.BesideShim(args[0])
 			}
 			if g.change.GRUB != nil {
 				stages.GRUB = g.change.GRUB
@@ -193,13 +137,13 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 			if g.change.Kernel != nil {
 				stages.Kernel = g.change.Kernel
 			}
-			v := m.judge(shim, stages)
+			v := m.Judge(shim, stages)
 			if g.format == "json" {
 				err = writeJSON(c.OutOrStdout(), struct {
 					Firmware *secureboot.Summary `json:"firmware"`
 					Verdict  *gate.Verdict       `json:"verdict"`
 					Forced   bool                `json:"forced"`
-				}{m.summary(), v, g.force && !v.Boots})
+				}{m.Summary(), v, g.force && !v.Boots})
 			} else {
 				err = buffered(c.OutOrStdout(), func(w io.Writer) error {
 					writeGateFirmware(w, m)
@@ -217,69 +161,21 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 	return c
 }
 
-// exit turns refusals into exit 1, or a warning under --force.
+// exit applies the gate's exit policy (gate.Decide): refusals are exit 1,
+// or a warning under --force (VOUCH_GATE_FORCE=1 for the hooks).
 func (g *gateOpts) exit(c *cobra.Command, vs []*gate.Verdict) error {
-	refused := 0
-	for _, v := range vs {
-		if !v.Boots {
-			refused++
-		}
-	}
-	if refused == 0 {
-		return nil
-	}
-	if g.hook && os.Getenv(forceEnv) == "1" {
-		g.force = true
-	}
-	if g.force {
-		fmt.Fprintf(c.ErrOrStderr(), "vouch gate: WARNING: forced: allowing %d shim(s) this machine would not boot\n", refused)
-		return nil
-	}
-	if g.hook {
+	force := g.force || g.hook && os.Getenv(forceEnv) == "1"
+	d := gate.Decide(vs, force)
+	switch {
+	case d.Forced:
+		fmt.Fprintf(c.ErrOrStderr(), "vouch gate: WARNING: forced: allowing %d shim(s) this machine would not boot\n", d.Refused)
+	case !d.Allowed() && g.hook:
 		fmt.Fprintf(c.ErrOrStderr(), "vouch gate: refusing the installation. To install anyway, run the command again with %s=1 in its environment.\n", forceEnv)
 	}
-	return &exitError{code: ExitFindings}
-}
-
-// readBinary reads an EFI binary named on the command line.
-func readBinary(p string, shim bool) (*gate.Binary, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, &exitError{code: ExitError, err: err}
-	}
-	var bin *gate.Binary
-	if shim {
-		bin, err = gate.ParseShim(p, b)
-	} else {
-		bin, err = gate.ParseBinary(p, b)
-	}
-	if err != nil {
-		return nil, &exitError{code: ExitError, err: err}
-	}
-	return bin, nil
-}
-
-// besideShim finds the second stage installed beside a shim file: shim
-// loads DEFAULT_LOADER (grub<arch>.efi) from its own directory.
-func besideShim(shim string) *gate.Binary {
-	dir := filepath.Dir(shim)
-	for _, n := range []string{"grubx64.efi", "grubaa64.efi", "grubia32.efi", "grubriscv64.efi", "grubx64.efi.signed", "grubaa64.efi.signed"} {
-		p := filepath.Join(dir, n)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		if bin, err := gate.ParseBinary(p, b); err == nil {
-			return bin
-		}
+	if !d.Allowed() {
+		return &exitError{code: ExitFindings}
 	}
 	return nil
-}
-
-// pkgResult is one package's verdicts. Its keys are a contract.
-type pkgResult struct {
-	*gate.Package
-	Verdicts []*gate.Verdict `json:"verdicts"`
 }
 
 func newGatePkgCmd(format string) *cobra.Command {
@@ -327,71 +223,27 @@ func (g *gateOpts) runPackages(c *cobra.Command, files []string, want string, di
 	if g.hook && tp == "" {
 		tp = "/"
 	}
-	var pkgs []*gate.Package
-	for _, f := range files {
-		p, err := gate.ReadPackageFile(f, want, gate.ReadOptions{})
-		if err != nil {
-			return &exitError{code: ExitError, err: err}
-		}
-		pkgs = append(pkgs, p)
+	pkgs, err := gate.ReadTransaction(files, want, display)
+	if err != nil {
+		return &exitError{code: ExitError, err: err}
 	}
-	var results []pkgResult
-	anyShim := false
-	for _, p := range pkgs {
-		if len(p.Shims()) > 0 {
-			anyShim = true
-		}
-	}
-	// Kernels in the same transaction matter only next to a new shim:
-	// read those payloads only then.
-	for i, p := range pkgs {
-		if anyShim && p.KernelFiles {
-			k, err := gate.ReadPackageFile(p.File, want, gate.ReadOptions{Kernels: true})
-			if err != nil {
-				return &exitError{code: ExitError, err: err}
-			}
-			pkgs[i] = k
-		}
-	}
-	for i := range pkgs {
-		if display != nil {
-			pkgs[i].File = display[i]
-		}
-	}
-	var m *machine
-	if anyShim {
-		var err error
+	var m *gate.Machine
+	if gate.HasShim(pkgs) {
 		if m, err = g.resolve(tp); err != nil {
 			return err
 		}
 	} else if err := checkFormat(g.format); err != nil {
 		return err
 	}
-	var all []*gate.Verdict
-	for _, p := range pkgs {
-		r := pkgResult{Package: p, Verdicts: []*gate.Verdict{}}
-		if shims := p.Shims(); len(shims) > 0 {
-			stages := gate.PackageStages(pkgs, m.stages)
-			for _, s := range shims {
-				v := m.judge(p.Binary(s), stages)
-				r.Verdicts = append(r.Verdicts, v)
-				all = append(all, v)
-			}
-		}
-		results = append(results, r)
-	}
-	var err error
+	results, all := m.JudgeTransaction(pkgs)
 	if g.format == "json" {
-		var fw *secureboot.Summary
-		if m != nil {
-			fw = m.summary()
-		}
+		d := gate.Decide(all, g.force)
 		err = writeJSON(c.OutOrStdout(), struct {
-			Firmware *secureboot.Summary `json:"firmware"`
-			Packages []pkgResult         `json:"packages"`
-			Allowed  bool                `json:"allowed"`
-			Forced   bool                `json:"forced"`
-		}{fw, results, allBoot(all) || g.force, g.force && !allBoot(all)})
+			Firmware *secureboot.Summary  `json:"firmware"`
+			Packages []gate.PackageResult `json:"packages"`
+			Allowed  bool                 `json:"allowed"`
+			Forced   bool                 `json:"forced"`
+		}{m.Summary(), results, d.Allowed(), d.Forced})
 	} else {
 		err = buffered(c.OutOrStdout(), func(w io.Writer) error {
 			writePackages(w, m, results, g.hook)
@@ -402,15 +254,6 @@ func (g *gateOpts) runPackages(c *cobra.Command, files []string, want string, di
 		return err
 	}
 	return g.exit(c, all)
-}
-
-func allBoot(vs []*gate.Verdict) bool {
-	for _, v := range vs {
-		if !v.Boots {
-			return false
-		}
-	}
-	return true
 }
 
 func newGateAptHookCmd() *cobra.Command {
@@ -492,26 +335,27 @@ the command line cannot be read: the hook warns and lets dpkg go on.`,
 }
 
 // writeGateFirmware prints the firmware state in one line.
-func writeGateFirmware(w io.Writer, m *machine) {
+func writeGateFirmware(w io.Writer, m *gate.Machine) {
 	if m == nil {
 		return
 	}
-	if m.fw == nil {
-		fmt.Fprintf(w, "Firmware: none — %s\n", m.noFirmware)
+	if m.Firmware == nil {
+		fmt.Fprintf(w, "Firmware: none — %s\n", m.NoFirmware)
 		return
 	}
+	fw := m.Firmware
 	mode := "Secure Boot on"
 	switch {
-	case m.fw.SetupMode:
+	case fw.SetupMode:
 		mode = "setup mode (no PK)"
-	case !m.fw.SecureBoot:
+	case !fw.SecureBoot:
 		mode = "Secure Boot off"
 	}
-	names := make([]string, len(m.fw.DBCAs))
-	for i, id := range m.fw.DBCAs {
+	names := make([]string, len(fw.DBCAs))
+	for i, id := range fw.DBCAs {
 		names[i] = gate.CAName(id)
 	}
-	fmt.Fprintf(w, "Firmware: %s — %s; db trusts %s\n", m.fw.Source, mode, orNone(names))
+	fmt.Fprintf(w, "Firmware: %s — %s; db trusts %s\n", fw.Source, mode, orNone(names))
 }
 
 var outcomeWords = map[string]string{
@@ -549,7 +393,7 @@ func writeVerdict(w io.Writer, v *gate.Verdict) {
 	}
 }
 
-func writePackages(w io.Writer, m *machine, results []pkgResult, hook bool) {
+func writePackages(w io.Writer, m *gate.Machine, results []gate.PackageResult, hook bool) {
 	if m != nil {
 		if hook {
 			fmt.Fprint(w, "vouch gate: ")
@@ -664,7 +508,7 @@ exist, since a hook that cannot read it stops every install.
 			}
 			for _, f := range plan {
 				p := filepath.Join(root, f.Path)
-				if err := writeFileAtomic(p, []byte(f.Content(cfg))); err != nil {
+				if err := atomicfile.Write(p, []byte(f.Content(cfg)), atomicfile.Options{Mode: 0o644, MkdirAll: true}); err != nil {
 					return &exitError{code: ExitError, err: err}
 				}
 				fmt.Fprintf(c.OutOrStdout(), "wrote %s (%s)\n", p, f.Kind)
@@ -738,39 +582,4 @@ func hookConfig(root, vouch string, ff *firmwareFlags) (gate.HookConfig, error) 
 		return cfg, usageErrorf("%v", err)
 	}
 	return cfg, nil
-}
-
-// writeFileAtomic writes a new file beside p and renames it over p, so a
-// reader sees the old file or the new one, never half of one.
-func writeFileAtomic(p string, b []byte) error {
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".vouch-gate-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	w := bufio.NewWriter(f)
-	_, err = w.Write(b)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vouch-dev/vouch/internal/atomicfile"
 	"github.com/vouch-dev/vouch/internal/imagetest"
 	"github.com/vouch-dev/vouch/internal/nvram"
 	"github.com/vouch-dev/vouch/internal/vm"
@@ -363,17 +364,7 @@ func writeReport(stdout io.Writer, f *testFlags, render func(io.Writer) error) e
 		_, err := stdout.Write(buf.Bytes())
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(f.output), "."+filepath.Base(f.output)+".tmp-")
-	if err != nil {
-		return &exitError{code: ExitError, err: err}
-	}
-	_, werr := tmp.Write(buf.Bytes())
-	if err := errors.Join(werr, tmp.Close()); err != nil {
-		os.Remove(tmp.Name())
-		return &exitError{code: ExitError, err: err}
-	}
-	if err := os.Rename(tmp.Name(), f.output); err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Write(f.output, buf.Bytes(), atomicfile.Options{Mode: 0o644}); err != nil {
 		return &exitError{code: ExitError, err: err}
 	}
 	return nil

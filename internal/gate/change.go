@@ -3,6 +3,7 @@ package gate
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/vouch-dev/vouch/internal/mscerts"
 	"github.com/vouch-dev/vouch/internal/secureboot"
@@ -37,17 +38,17 @@ func LoadChange(f secureboot.ChangeFiles) (*secureboot.Change, error) {
 		return nil, &InputError{File: f.ShimPackage, Reason: "give the new shim as a file or as a package, not both"}
 	}
 	if f.Shim != "" {
-		if c.Shim, err = readEFI(f.Shim, true); err != nil {
+		if c.Shim, err = ReadEFI(f.Shim, true); err != nil {
 			return nil, err
 		}
 	}
 	if f.GRUB != "" {
-		if c.GRUB, err = readEFI(f.GRUB, false); err != nil {
+		if c.GRUB, err = ReadEFI(f.GRUB, false); err != nil {
 			return nil, err
 		}
 	}
 	if f.Kernel != "" {
-		if c.Kernel, err = readEFI(f.Kernel, false); err != nil {
+		if c.Kernel, err = ReadEFI(f.Kernel, false); err != nil {
 			return nil, err
 		}
 	}
@@ -72,9 +73,9 @@ func LoadChange(f secureboot.ChangeFiles) (*secureboot.Change, error) {
 	return c, nil
 }
 
-// readEFI reads an EFI binary named by the user; shim also requires it to be
-// a shim.
-func readEFI(p string, shim bool) (*Binary, error) {
+// ReadEFI reads an EFI binary named by the user; shim also requires it to
+// be a shim. Errors name the file.
+func ReadEFI(p string, shim bool) (*Binary, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("gate: %w", err)
@@ -83,4 +84,17 @@ func readEFI(p string, shim bool) (*Binary, error) {
 		return ParseShim(p, b)
 	}
 	return ParseBinary(p, b)
+}
+
+// BesideShim finds the second stage installed beside a shim file: shim
+// loads DEFAULT_LOADER (grub<arch>.efi) from its own directory. nil when
+// there is none.
+func BesideShim(shim string) *Binary {
+	dir := filepath.Dir(shim)
+	for _, n := range []string{"grubx64.efi", "grubaa64.efi", "grubia32.efi", "grubriscv64.efi", "grubx64.efi.signed", "grubaa64.efi.signed"} {
+		if bin, err := ReadEFI(filepath.Join(dir, n), false); err == nil {
+			return bin
+		}
+	}
+	return nil
 }
