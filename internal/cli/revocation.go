@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -9,37 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vouch-dev/vouch/internal/secureboot"
-	"github.com/vouch-dev/vouch/internal/target"
 )
-
-// analyzeRevocation judges rev on the analysed target.
-func analyzeRevocation(t *target.Target, r *secureboot.Report, fw *secureboot.Firmware, o secureboot.Options, rev *secureboot.Revocation) (*secureboot.RevocationImpact, error) {
-	if rev == nil {
-		return nil, nil
-	}
-	imp, err := secureboot.AnalyzeRevocation(t.ESP, r.BootPaths, fw, o, *rev)
-	if err != nil {
-		var re *secureboot.RevocationError
-		if errors.As(err, &re) {
-			return nil, &exitError{code: ExitError, err: fmt.Errorf("%s: %w", t.Path, err)}
-		}
-		return nil, &exitError{code: ExitError, err: err}
-	}
-	return imp, nil
-}
-
-// revocationBreaks reports whether the update leaves the target unbootable:
-// under known firmware, when no boot path boots after it; under unknown
-// firmware, when it stops a target that boots under the stand-in.
-func revocationBreaks(imp *secureboot.RevocationImpact) bool {
-	if imp == nil {
-		return false
-	}
-	if imp.FirmwareKnown {
-		return !imp.BootsAfter
-	}
-	return imp.BootsBefore && !imp.BootsAfter
-}
 
 func writeRevocation(w io.Writer, imp *secureboot.RevocationImpact) {
 	fmt.Fprintln(w)

@@ -156,34 +156,30 @@ On a host booted without UEFI it says so and exits 0.`,
 			if fw, err = withDBAdd(fw, change); err != nil {
 				return err
 			}
-			r := secureboot.AnalyzeTarget(t, fw, o)
-			if t.ESP == nil {
-				r.Transition.Advice = "no EFI System Partition found: the target can only boot through legacy BIOS, where Secure Boot does not apply. " + r.Transition.Advice
-			}
-			imp, err := analyzeRevocation(t, r, fw, o, rev)
+			j, err := secureboot.JudgeTarget(t, fw, o, rev)
 			if err != nil {
-				return err
+				return &exitError{code: ExitError, err: err}
 			}
 			out := struct {
 				Target string `json:"target"`
 				*secureboot.Report
 				RevocationImpact *secureboot.RevocationImpact `json:"revocationImpact,omitempty"`
-			}{t.Path, r, imp}
+			}{t.Path, j.Report, j.Impact}
 			if format == "json" {
 				err = writeJSON(c.OutOrStdout(), out)
 			} else {
 				err = buffered(c.OutOrStdout(), func(w io.Writer) error {
-					if err := writeSecureBoot(w, t, r); err != nil || imp == nil {
+					if err := writeSecureBoot(w, t, j.Report); err != nil || j.Impact == nil {
 						return err
 					}
-					writeRevocation(w, imp)
+					writeRevocation(w, j.Impact)
 					return nil
 				})
 			}
 			if err != nil {
 				return err
 			}
-			if r.Transition.FirmwareKnown && !r.Transition.BootsToday || revocationBreaks(imp) {
+			if j.Fails() {
 				return &exitError{code: ExitFindings}
 			}
 			return nil
