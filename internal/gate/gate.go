@@ -22,11 +22,11 @@ package gate
 import (
 	"fmt"
 	"io/fs"
-	"sort"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/secureboot"
+	"github.com/vouch-dev/vouch/internal/target"
 )
 
 // Binary is an EFI binary to judge (the binary of a secureboot.Change).
@@ -383,58 +383,15 @@ func fallbackStages(root fs.FS, label string, s *Stages) {
 		}
 	}
 	if s.Kernel == nil {
-		entries, _ := fs.ReadDir(root, "boot")
-		var names []string
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), "vmlinuz-") && e.Type().IsRegular() {
-				names = append(names, e.Name())
-			}
-		}
-		sort.Slice(names, func(i, j int) bool { return naturalLess(names[j], names[i]) })
-		for _, n := range names {
-			if b, err := fs.ReadFile(root, "boot/"+n); err == nil {
+		for _, p := range target.Kernels(root) {
+			if b, err := fs.ReadFile(root, p); err == nil {
 				if img, err := authenticode.Parse(b); err == nil {
-					s.Kernel = &Binary{Name: label + "boot/" + n, Image: img}
+					s.Kernel = &Binary{Name: label + p, Image: img}
 					return
 				}
 			}
 		}
 	}
-}
-
-// naturalLess orders strings with their digit runs compared as numbers
-// ("vmlinuz-6.1.0-9" < "vmlinuz-6.1.0-10").
-func naturalLess(a, b string) bool {
-	for a != "" && b != "" {
-		da, db := isDigit(a[0]), isDigit(b[0])
-		if da && db {
-			i, j := digits(a), digits(b)
-			na, nb := strings.TrimLeft(a[:i], "0"), strings.TrimLeft(b[:j], "0")
-			if len(na) != len(nb) {
-				return len(na) < len(nb)
-			}
-			if na != nb {
-				return na < nb
-			}
-			a, b = a[i:], b[j:]
-			continue
-		}
-		if a[0] != b[0] {
-			return a[0] < b[0]
-		}
-		a, b = a[1:], b[1:]
-	}
-	return len(a) < len(b)
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func digits(s string) int {
-	i := 0
-	for i < len(s) && isDigit(s[i]) {
-		i++
-	}
-	return i
 }
 
 // PackageStages returns the GRUB and kernel that packages of the same
