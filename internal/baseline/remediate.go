@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -505,7 +506,7 @@ func (c *Changer) fixMode(s *State, name string, max fs.FileMode, owner string, 
 		}
 		uid = u
 	}
-	if len(groups) > 0 && !contains(groups, s.groupName(uint32(gid))) {
+	if len(groups) > 0 && !slices.Contains(groups, s.groupName(uint32(gid))) {
 		g, ok := s.gidOf(groups[0])
 		if !ok {
 			return fmt.Errorf("baseline: no group %s in /etc/group", groups[0])
@@ -766,7 +767,7 @@ func (c *Changer) addMountOption(s *State, dir, opt string) error {
 			f = append(f, "defaults")
 		}
 		opts := strings.Split(f[3], ",")
-		if contains(opts, opt) {
+		if slices.Contains(opts, opt) {
 			continue
 		}
 		f[3] = strings.Join(append(opts, opt), ",")

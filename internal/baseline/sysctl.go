@@ -4,11 +4,12 @@ import (
 	"errors"
 
 	"fmt"
-	"github.com/vouch-dev/vouch/internal/check"
 	"io/fs"
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/vouch-dev/vouch/internal/check"
 )
 
 // sysctlDirs are systemd-sysctl's directories (sysctl.d(5)), highest

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -42,7 +43,7 @@ func suiteFlag(c *cobra.Command, p *[]string) {
 func checkSuites(suites []string) ([]string, error) {
 	s := splitList(suites)
 	for _, x := range s {
-		if !contains(baselineSuites, x) {
+		if !slices.Contains(baselineSuites, x) {
 			return nil, usageErrorf("unknown suite %q (want %s)", x, strings.Join(baselineSuites, ", "))
 		}
 	}
@@ -70,7 +71,7 @@ the configuration that applies at boot, and the finding names its source.`,
   vouch baseline audit --format junit --live > baseline.xml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !contains(report.Formats, format) {
+			if !slices.Contains(report.Formats, format) {
 				return usageErrorf("unknown format %q (want %s)", format, strings.Join(report.Formats, ", "))
 			}
 			threshold, err := parseFailOn(failOn)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -185,7 +186,7 @@ func runVars(w io.Writer, changed func(string) bool, f varsFlags, args []string)
 		return err
 	}
 	for _, name := range []string{"var", "certs", "backup", "no-backup", "dry-run"} {
-		if changed(name) && !contains(op.flags, name) {
+		if changed(name) && !slices.Contains(op.flags, name) {
 			return usageErrorf("firmware vars %s does not take --%s", op.name, name)
 		}
 	}

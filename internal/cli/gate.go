@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -385,7 +386,7 @@ func writeVerdict(w io.Writer, v *gate.Verdict) {
 		case !ch.Decision.Enforced:
 			state = "not enforced"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ch.Step, ch.File, state, firstNonEmptyString(ch.Decision.AuthorizedBy, ch.Decision.Reason))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ch.Step, ch.File, state, cmp.Or(ch.Decision.AuthorizedBy, ch.Decision.Reason))
 	}
 	tw.Flush()
 	for _, n := range v.Notes {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -225,7 +226,7 @@ The output is deterministic for a given target and --created time.`,
   vouch sbom --format cyclonedx-json rootfs/ > bom.json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !contains(sbom.Formats, format) {
+			if !slices.Contains(sbom.Formats, format) {
 				return usageErrorf("unknown format %q (want %s)", format, strings.Join(sbom.Formats, " or "))
 			}
 			when := time.Now().UTC()

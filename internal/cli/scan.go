@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -56,7 +57,7 @@ one is; 2 on a usage or input error.`,
   vouch scan --suite packages --db Debian-12.zip debian.raw`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !contains(report.Formats, format) {
+			if !slices.Contains(report.Formats, format) {
 				return usageErrorf("unknown format %q (want %s)", format, strings.Join(report.Formats, ", "))
 			}
 			threshold, err := parseFailOn(failOn)
@@ -146,15 +147,6 @@ func splitList(items []string) []string {
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // runChecks runs checks against env, writes the report in format, and returns

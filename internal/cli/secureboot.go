@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -471,7 +472,7 @@ func stageWords(st secureboot.Stage) string {
 	case !d.Enforced:
 		s = "allowed, not enforced: " + d.Reason
 	case d.Allowed:
-		s = "allowed: " + firstNonEmptyString(d.AuthorizedBy, d.Reason)
+		s = "allowed: " + cmp.Or(d.AuthorizedBy, d.Reason)
 	default:
 		s = "REFUSED: " + d.Reason
 	}
@@ -479,15 +480,6 @@ func stageWords(st secureboot.Stage) string {
 		s += "; " + st.SelfCheck.Reason
 	}
 	return s
-}
-
-func firstNonEmptyString(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }
 
 func orNone(s []string) string {

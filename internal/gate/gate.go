@@ -20,8 +20,10 @@
 package gate
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
@@ -179,7 +181,7 @@ func Judge(r Request) *Verdict {
 	}
 	v.Outcome, v.Boots = Safe, true
 	fwc := v.Checks[0].Decision
-	v.Message = fmt.Sprintf("%s boots on this firmware: %s", r.Shim.Name, firstNonEmpty(fwc.AuthorizedBy, fwc.Reason))
+	v.Message = fmt.Sprintf("%s boots on this firmware: %s", r.Shim.Name, cmp.Or(fwc.AuthorizedBy, fwc.Reason))
 	var also []string
 	for _, c := range v.Checks[1:] {
 		switch {
@@ -250,9 +252,9 @@ func explain(r Request, fw *secureboot.Firmware, c Check) (msg, advice string) {
 		case len(shimCAs) > 0 && !anyIn(shimCAs, fw.DBCAs):
 			msg = fmt.Sprintf("%s; %s is signed %s%s: %s.", dbWords(fw), name, onlyWord(shimCAs), caList(shimCAs), unbootable)
 			switch {
-			case contains(shimCAs, secureboot.CAUEFI2023) && !fw.TrustsCA(secureboot.CAUEFI2023):
+			case slices.Contains(shimCAs, secureboot.CAUEFI2023) && !fw.TrustsCA(secureboot.CAUEFI2023):
 				advice = UpdateDBAdvice
-			case contains(shimCAs, secureboot.CAUEFI2011) && !fw.TrustsCA(secureboot.CAUEFI2011):
+			case slices.Contains(shimCAs, secureboot.CAUEFI2011) && !fw.TrustsCA(secureboot.CAUEFI2011):
 				advice = "Install a shim signed by the Microsoft UEFI CA 2023 instead (a dual-signed build boots on firmware that trusts either CA), or add the Microsoft Corporation UEFI CA 2011 to db."
 			default:
 				advice = "Add the CA that signed the shim to db, or install a shim signed by a CA this db holds."
@@ -430,16 +432,7 @@ func (p *Package) Binary(f *EFIFile) *Binary {
 
 func anyIn(a, b []string) bool {
 	for _, x := range a {
-		if contains(b, x) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+		if slices.Contains(b, x) {
 			return true
 		}
 	}
@@ -451,13 +444,4 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -249,7 +250,7 @@ func runRPMSignatures(ctx context.Context, env *check.Env) []check.Result {
 	if inv == nil {
 		return res
 	}
-	if !contains(inv.Managers(), pkgdb.ManagerRPM) {
+	if !slices.Contains(inv.Managers(), pkgdb.ManagerRPM) {
 		return check.NA("no rpm database")
 	}
 	ring, issues := pkgsig.RPMKeyring(env.Target.Root, inv)
@@ -303,13 +304,4 @@ func runVulns(ctx context.Context, env *check.Env) []check.Result {
 		out = append(out, check.Pass(msg)...)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

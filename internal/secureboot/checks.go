@@ -1,9 +1,11 @@
 package secureboot
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
@@ -202,9 +204,9 @@ func stageEvidence(bp BootPath) []string {
 		case st.Decision == nil:
 			s += ": not judged"
 		case st.Decision.Allowed:
-			s += ": allowed (" + firstNonEmpty(st.Decision.AuthorizedBy, st.Decision.Reason) + ")"
+			s += ": allowed (" + cmp.Or(st.Decision.AuthorizedBy, st.Decision.Reason) + ")"
 		default:
-			s += ": refused (" + firstNonEmpty(st.Decision.DeniedBy, st.Decision.Reason) + ")"
+			s += ": refused (" + cmp.Or(st.Decision.DeniedBy, st.Decision.Reason) + ")"
 		}
 		if st.SelfCheck != nil && !st.SelfCheck.Allowed {
 			s += "; " + st.SelfCheck.Reason
@@ -218,15 +220,6 @@ func stageEvidence(bp BootPath) []string {
 		ev = append(ev, line(k))
 	}
 	return ev
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }
 
 func runShim2023Ready(_ context.Context, env *check.Env) []check.Result {
@@ -249,11 +242,11 @@ func runShimTransition(_ context.Context, env *check.Env) []check.Result {
 	ev := []string{shim.Path + " signed by: " + idList(ids)}
 	res := check.Result{Subject: shim.Path, Evidence: ev}
 	switch {
-	case containsString(ids, CAUEFI2023) && containsString(ids, CAUEFI2011):
+	case slices.Contains(ids, CAUEFI2023) && slices.Contains(ids, CAUEFI2011):
 		res.Status, res.Message = finding.Pass, "the shim is dual-signed (Microsoft Corporation UEFI CA 2011 and Microsoft UEFI CA 2023): it boots on firmware trusting either"
-	case containsString(ids, CAUEFI2023):
+	case slices.Contains(ids, CAUEFI2023):
 		res.Status, res.Message = finding.Pass, "the shim is signed by the Microsoft UEFI CA 2023 only: it needs that CA in db"
-	case containsString(ids, CAUEFI2011):
+	case slices.Contains(ids, CAUEFI2011):
 		res.Status, res.Message = finding.Fail, "the shim is signed only by the Microsoft Corporation UEFI CA 2011 (expired 2026-06-27): firmware that trusts only the 2023 CA refuses it"
 	default:
 		res.Status, res.Message = finding.Fail, "the shim carries no Microsoft UEFI CA signature"
