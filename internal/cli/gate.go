@@ -528,59 +528,22 @@ exist, since a hook that cannot read it stops every install.
 	return c
 }
 
-// hookConfig checks the firmware flags against root and finds vouch's path
-// inside it.
+// hookConfig finds vouch's path inside root (the running binary unless
+// --vouch names one) and lets gate.NewHookConfig check the rest.
 func hookConfig(root, vouch string, ff *firmwareFlags) (gate.HookConfig, error) {
-	var cfg gate.HookConfig
+	exe := ""
 	if vouch == "" {
-		exe, err := os.Executable()
+		var err error
+		if exe, err = os.Executable(); err == nil {
+			exe, err = filepath.EvalSymlinks(exe)
+		}
 		if err != nil {
-			return cfg, &exitError{code: ExitError, err: err}
+			return gate.HookConfig{}, &exitError{code: ExitError, err: err}
 		}
-		if exe, err = filepath.EvalSymlinks(exe); err != nil {
-			return cfg, &exitError{code: ExitError, err: err}
-		}
-		if tmp, err := filepath.EvalSymlinks(os.TempDir()); err == nil && root == "/" && strings.HasPrefix(exe, tmp+string(filepath.Separator)) {
-			return cfg, usageErrorf("the running vouch (%s) is a temporary build (go run?): install it and give --vouch /PATH/INSIDE/ROOT", exe)
-		}
-		rel, err := filepath.Rel(root, exe)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return cfg, usageErrorf("the running vouch (%s) is not inside --root %s: copy it there and give --vouch /PATH/INSIDE/ROOT", exe, root)
-		}
-		vouch = "/" + rel
-	} else if info, err := os.Stat(filepath.Join(root, vouch)); err != nil || info.IsDir() {
-		return cfg, usageErrorf("--vouch %s: no such file under %s", vouch, root)
 	}
-	cfg.Vouch = vouch
-	n := 0
-	for flag, v := range map[string]string{"--vars": ff.vars, "--efivars": ff.efivars, "--firmware": ff.profile} {
-		if v == "" {
-			continue
-		}
-		n++
-		if flag != "--firmware" {
-			if !filepath.IsAbs(v) {
-				return cfg, usageErrorf("%s %s: give the absolute path inside --root", flag, v)
-			}
-			if _, err := os.Stat(filepath.Join(root, v)); err != nil {
-				return cfg, usageErrorf("%s %s: no such file under %s (a hook that cannot read it would stop every install)", flag, v, root)
-			}
-		} else if _, err := secureboot.FromProfile(v); err != nil {
-			return cfg, usageErrorf("--firmware: %v", err)
-		}
-		cfg.Args = append(cfg.Args, flag, v)
-	}
-	if n > 1 {
-		return cfg, usageErrorf("give one of --vars, --efivars and --firmware")
-	}
-	if _, err := secureboot.ParseSBATPolicy(ff.sbatPolicy); err != nil {
-		return cfg, usageErrorf("--sbat-policy: %v", err)
-	}
-	if ff.sbatPolicy != "automatic" {
-		cfg.Args = append(cfg.Args, "--sbat-policy", ff.sbatPolicy)
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, usageErrorf("%v", err)
+	cfg, err := gate.NewHookConfig(gate.HookOptions{Root: root, Vouch: vouch, Executable: exe, Firmware: ff.source(), SBATPolicy: ff.sbatPolicy})
+	if err != nil {
+		return cfg, usageErrorf("%s", strings.TrimPrefix(err.Error(), "gate: "))
 	}
 	return cfg, nil
 }
