@@ -94,7 +94,7 @@ the configuration that applies at boot, and the finding names its source.`,
 			return runChecks(c, &check.Env{Target: t}, checks, format, threshold)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: "+strings.Join(report.Formats, ", "))
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: "+strings.Join(report.Formats, ", "))
 	c.Flags().StringVar(&failOn, "fail-on", "high", "exit 1 when a failing or erroring finding has this severity or higher: info, low, medium, high, critical, or none")
 	suiteFlag(c, &suites)
 	c.Flags().BoolVar(&live, "live", false, "audit the running system")
@@ -173,7 +173,7 @@ reload or a reboot). vouch never modifies a disk image.`,
 	c.Flags().StringSliceVar(&rules, "rules", nil, "rule IDs to fix (comma-separated), or all (default all of the selected suites)")
 	suiteFlag(c, &suites)
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the changes without making them")
-	c.Flags().StringVar(&format, "format", "text", "output format: text (the changes as diffs) or json (a summary)")
+	c.Flags().StringVarP(&format, "format", "o", "text", "output format: text (the changes as diffs) or json (a summary)")
 	return c
 }
 
@@ -245,7 +245,7 @@ func newBaselineListCmd() *cobra.Command {
 			})
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	suiteFlag(c, &suites)
 	return c
 }

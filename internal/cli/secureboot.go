@@ -292,7 +292,7 @@ whether the signature verifies, and which well-known Microsoft CA it chains to
 			})
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	return c
 }
 
