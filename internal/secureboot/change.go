@@ -195,15 +195,22 @@ func (fw *Firmware) WithChange(c *Change, o Options) (*Firmware, Options) {
 	if u := c.DBX; u != nil {
 		after.appendDBX(u.Lists(c.Arch()))
 	}
-	if u := c.SBAT; u != nil {
-		if u.Keyword != "" {
-			o.SBATPolicy = u.Policy
-		} else {
-			after.SbatLevel = []byte(u.Payload)
-			after.SbatLevelName = "SbatLevel"
-			after.SbatLevelAttrs = efi.NonVolatile | efi.BootServiceAccess
-		}
+	if c.SBAT != nil {
+		after.applySBAT(c.SBAT, &o)
 	}
 	after.Source = fw.Source + " after the change"
 	return after, o
+}
+
+// applySBAT makes an SBAT update: a payload is written to the SbatLevel
+// variable (NV|BS, as SbatLevel_Variable.txt says it is written); latest and
+// automatic set shim's SbatPolicy in o instead (shim writes the level).
+func (fw *Firmware) applySBAT(u *SBATUpdate, o *Options) {
+	if u.Keyword != "" {
+		o.SBATPolicy = u.Policy
+		return
+	}
+	fw.SbatLevel = []byte(u.Payload)
+	fw.SbatLevelName = "SbatLevel"
+	fw.SbatLevelAttrs = efi.NonVolatile | efi.BootServiceAccess
 }

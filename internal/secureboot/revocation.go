@@ -297,14 +297,7 @@ func applyRevocation(imp *RevocationImpact, base *Firmware, o Options, rev Revoc
 		} else if _, ok := shim.img.SectionData(".sbatlevel"); !ok && u.Keyword != "" {
 			return nil, o, &RevocationError{Reason: fmt.Sprintf("--sbat-level %s: the shim %s carries no .sbatlevel section (shim before 15.7)", u.Keyword, shim.Path)}
 		}
-		if u.Keyword != "" {
-			oAfter.SBATPolicy = u.Policy
-		} else {
-			after.SbatLevel = []byte(u.Payload)
-			after.SbatLevelName = "SbatLevel"
-			// NV|BS, as SbatLevel_Variable.txt says it is written.
-			after.SbatLevelAttrs = efi.NonVolatile | efi.BootServiceAccess
-		}
+		after.applySBAT(u, &oAfter)
 		s := &SBATImpact{SBATUpdate: u}
 		if shim != nil {
 			var err error
