@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/internal/fleet"
+	"github.com/vouch-dev/vouch/internal/jobs"
 	"github.com/vouch-dev/vouch/internal/store"
 )
 
@@ -61,12 +62,17 @@ func (l *Limits) defaults() {
 
 // Server is the API.
 type Server struct {
-	Store   store.Store
-	Fleet   *fleet.Service
-	Limits  Limits
-	Log     *slog.Logger
-	mux     *http.ServeMux
-	limiter *limiter
+	Store  store.Store
+	Fleet  *fleet.Service
+	Limits Limits
+	Log    *slog.Logger
+	// Jobs is the image-validation job service (jobs.go); ImageDir keeps
+	// uploaded images.
+	Jobs       *jobs.Service
+	ImageDir   string
+	ImageAllow ImageAllow // networks image URLs may be fetched from
+	mux        *http.ServeMux
+	limiter    *limiter
 	// Extra routes (the dashboard) are added by the caller on Mux.
 }
 
@@ -78,6 +84,7 @@ func New(s store.Store, lim Limits, log *slog.Logger) *Server {
 	}
 	srv := &Server{Store: s, Fleet: fleet.NewService(s), Limits: lim, Log: log, mux: http.NewServeMux(),
 		limiter: &limiter{rate: lim.Rate, burst: float64(lim.Burst), buckets: map[string]*bucket{}}}
+	srv.Jobs = newJobService(s)
 	srv.routes()
 	return srv
 }

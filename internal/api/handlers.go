@@ -36,6 +36,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/readiness", readers, 0, s.readiness)
 	s.handle("POST /v1/whatif", readers, l.MaxWhatIf, s.whatif)
 	s.handle("GET /v1/canaries", readers, 0, s.canaries)
+	s.jobRoutes()
 }
 
 // decode reads a JSON body strictly.

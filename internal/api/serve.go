@@ -28,6 +28,12 @@ type ServeOptions struct {
 	// Ready is called with the listening address once the server accepts
 	// connections, and the admin token file's path.
 	Ready func(addr, adminTokenFile string)
+	// JobLease is how long a worker's claim on a job lasts without a
+	// heartbeat (default 30s).
+	JobLease time.Duration
+	// ImageURLAllow lists the networks (CIDRs or addresses) job image URLs
+	// may be fetched from; empty: none.
+	ImageURLAllow []string
 	// Routes adds routes (the dashboard) to the server's mux.
 	Routes func(*Server)
 }
@@ -51,6 +57,13 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	srv := New(st, o.Limits, o.Log)
+	srv.ImageDir = filepath.Join(o.DataDir, "images")
+	if err := srv.setJobLease(o.JobLease); err != nil {
+		return err
+	}
+	if srv.ImageAllow, err = ParseImageAllow(o.ImageURLAllow); err != nil {
+		return err
+	}
 	if o.Routes != nil {
 		o.Routes(srv)
 	}

@@ -129,6 +129,9 @@ Exit codes: 0 all good, 1 findings at or above --fail-on, 2 usage or input error
 		newTokenCmd(),
 		newAgentCmd(),
 		newFleetCmd(),
+		newJobCmd(),
+		newTemplateCmd(),
+		newWorkerCmd(),
 	)
 	return root
 }

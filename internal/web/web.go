@@ -75,6 +75,7 @@ func Register(srv *api.Server) {
 	m.HandleFunc("POST /ui/whatif", d.page(d.whatif))
 	m.HandleFunc("GET /ui/login", func(w http.ResponseWriter, r *http.Request) { d.render(w, "login", map[string]any{"Error": ""}) })
 	m.HandleFunc("POST /ui/login", d.login)
+	d.registerJobs()
 	m.HandleFunc("POST /ui/logout", func(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
