@@ -154,7 +154,7 @@ func newVersionCmd() *cobra.Command {
 			return usageErrorf("unknown format %q (want table or json)", format)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	return c
 }
 

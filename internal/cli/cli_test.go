@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/target"
 )
 
 // run runs the CLI and returns exit code, stdout and stderr.
@@ -115,7 +117,7 @@ func TestInspectImages(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errs)
 			}
-			var inv Inventory
+			var inv target.Inventory
 			if err := json.Unmarshal([]byte(out), &inv); err != nil {
 				t.Fatal(err)
 			}
