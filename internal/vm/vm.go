@@ -62,6 +62,10 @@ type Firmware struct {
 	// Code is the firmware code image; "": the OVMF_CODE_4M file above. It
 	// must match the size of Vars (4M builds with 4M stores).
 	Code string
+	// VarsOut, when set, receives the VM's variable store as the guest left
+	// it when the machine is closed (after QEMU exited): the base for the
+	// next VM of a chain of boots (a settled store, then edited offline).
+	VarsOut string
 }
 
 // Config describes a VM.
@@ -84,7 +88,11 @@ type Config struct {
 	// 22; 0 picks a free one (and retries with another if it is taken by the
 	// time QEMU binds it).
 	SSHPort int
-	Log     io.Writer // progress and diagnostics for people; may be nil
+	// TPM attaches a software TPM 2.0 (swtpm) through QEMU's tpm-crb
+	// device; OVMF measures the boot into it and the guest sees /dev/tpm0
+	// and its event log. A fresh TPM per VM.
+	TPM bool
+	Log io.Writer // progress and diagnostics for people; may be nil
 }
 
 // Error is a failure to run the VM (as opposed to a guest that does not boot):
@@ -131,6 +139,8 @@ type Machine struct {
 	console *Console
 	qmp     *QMP
 	seed    *seed
+	tpm     *swtpm
+	vars    string // the VM's copy of the variable store
 
 	done       chan struct{} // closed when QEMU has exited
 	exitStatus string        // valid after done
@@ -255,11 +265,22 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 			}
 		}
 		args := qemuArgs(cfg, accel, dir, code, varsCopy, overlay, seedPath, port)
+		var tpm *swtpm
+		if cfg.TPM {
+			// A new swtpm per attempt: --terminate ends it with the
+			// connection of a QEMU that failed to start.
+			if tpm, err = startTPM(ctx, dir); err != nil {
+				return nil, err
+			}
+			args = append(args, tpmArgs(tpm.sock)...)
+		}
 		m, err := launch(ctx, cfg, qemu, args, dir, accel, port, sd)
 		if err == nil {
+			m.tpm, m.vars = tpm, varsCopy
 			ok = true
 			return m, nil
 		}
+		tpm.stop()
 		var pe *portError
 		if !errors.As(err, &pe) {
 			return nil, err
@@ -516,6 +537,12 @@ func (m *Machine) Close() error {
 		m.kill("closed")
 		<-m.done
 		<-m.followDone
+		m.tpm.stop()
+		if m.vars != "" && m.cfg.Firmware.VarsOut != "" {
+			if err := saveVars(m.vars, m.cfg.Firmware.VarsOut); err != nil {
+				m.closeErr = &Error{Op: "close", Reason: "save the variable store to " + m.cfg.Firmware.VarsOut, Err: err}
+			}
+		}
 		if m.stopWatch != nil {
 			m.stopWatch()
 		}
@@ -525,7 +552,7 @@ func (m *Machine) Close() error {
 		if m.qmp != nil {
 			m.qmp.Close()
 		}
-		if err := os.RemoveAll(m.dir); err != nil {
+		if err := os.RemoveAll(m.dir); err != nil && m.closeErr == nil {
 			m.closeErr = &Error{Op: "close", Reason: "remove " + m.dir, Err: err}
 		}
 	})
