@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -227,7 +228,7 @@ func decode(e *Event) {
 		}
 		e.Description = "malformed tagged event: " + printable(e.Data)
 	case evSCRTMVersion:
-		e.Description = utf16String(e.Data)
+		e.Description = "CRTM version " + strconv.Quote(utf16String(e.Data))
 	case evEFIPlatformFirmwareBlob:
 		if len(e.Data) == 16 {
 			e.Description = fmt.Sprintf("firmware blob at 0x%x, %d bytes", binary.LittleEndian.Uint64(e.Data), binary.LittleEndian.Uint64(e.Data[8:]))

@@ -334,7 +334,10 @@ func (m Mismatch) String() string {
 
 // Compare replays the log and compares it with tpm, PCR by PCR in the banks
 // both have. A PCR the log never extends is compared with its reset value.
-// go-attestation's EventLog.Verify gives its verdict too (VerifyErr).
+// go-attestation's EventLog.Verify gives its verdict too (verifyErr); it is
+// weaker: it counts a PCR verified when any one bank replays, so a log whose
+// SHA-256 digests were altered passes it as long as the SHA-1 ones are
+// intact. vouch's mismatches cover every bank.
 func (lg *Log) Compare(tpm PCRs) (mismatches []Mismatch, verifyErr error) {
 	replay := lg.Replay()
 	var apcrs []attest.PCR

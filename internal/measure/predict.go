@@ -68,6 +68,9 @@ type EventChange struct {
 	Type string `json:"type"`
 	What string `json:"what"`
 	Why  string `json:"why"`
+	// Data is the event data firmware or shim will measure, for events
+	// whose digest is its hash; nil for boot applications.
+	Data []byte `json:"-"`
 }
 
 // Value returns the predicted value of pcr in bank.
@@ -112,7 +115,7 @@ func Predict(lg *Log, ch Change, inst Installed) (*Prediction, error) {
 			w.Write(e.Data)
 			e.Digests[bk] = w.Sum(nil)
 		}
-		p.Changes = append(p.Changes, EventChange{Seq: e.Seq, PCR: e.PCR, Type: e.TypeName, What: what, Why: why})
+		p.Changes = append(p.Changes, EventChange{Seq: e.Seq, PCR: e.PCR, Type: e.TypeName, What: what, Why: why, Data: e.Data})
 	}
 
 	// The Secure Boot variables (PCR 7, EV_EFI_VARIABLE_DRIVER_CONFIG).
@@ -185,7 +188,10 @@ func Predict(lg *Log, ch Change, inst Installed) (*Prediction, error) {
 			continue
 		}
 		switch e.Variable.Name {
-		case "Shim":
+		case "Shim", "MokListRT":
+			// The certificate that verified GRUB: shim 15 measures its
+			// vendor certificate as "Shim"; shim 16 the MokListRT entry
+			// (owner GUID, then the certificate) holding it.
 			if ch.Shim == nil {
 				continue
 			}
@@ -193,8 +199,15 @@ func Predict(lg *Log, ch Change, inst Installed) (*Prediction, error) {
 			if err != nil {
 				return nil, err
 			}
-			if vc != nil && !bytes.Equal(vc.Raw, e.Variable.Data) {
-				set(e, "Shim", efi.ShimLockGUID, vc.Raw, "shim's vendor certificate: "+caName(vc),
+			if vc == nil {
+				continue
+			}
+			data := vc.Raw
+			if e.Variable.Name == "MokListRT" && len(e.Variable.Data) > 16 {
+				data = append(append([]byte{}, e.Variable.Data[:16]...), vc.Raw...)
+			}
+			if !bytes.Equal(data, e.Variable.Data) {
+				set(e, e.Variable.Name, efi.ShimLockGUID, data, "shim's vendor certificate: "+caName(vc),
 					"shim measures the certificate that verified GRUB")
 			}
 		case "SbatLevel":
