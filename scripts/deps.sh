@@ -28,6 +28,9 @@ need=(
   "gpg gnupg"
   "lynis lynis"
   "bc bc"
+  "swtpm swtpm"
+  "tpm2_eventlog tpm2-tools"
+  "dpkg-deb dpkg"
 )
 files=(
   "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf"
