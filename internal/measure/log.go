@@ -333,7 +333,9 @@ func (m Mismatch) String() string {
 }
 
 // Compare replays the log and compares it with tpm, PCR by PCR in the banks
-// both have. A PCR the log never extends is compared with its reset value.
+// both have. PCRs 0-7 the log never extends are compared with their reset
+// value; PCRs from 8 up that it never extends are left out (the OS extends
+// them with logs of their own: IMA, systemd).
 // go-attestation's EventLog.Verify gives its verdict too (verifyErr); it is
 // weaker: it counts a PCR verified when any one bank replays, so a log whose
 // SHA-256 digests were altered passes it as long as the SHA-1 ones are
@@ -352,6 +354,12 @@ func (lg *Log) Compare(tpm PCRs) (mismatches []Mismatch, verifyErr error) {
 				continue
 			}
 			l, extended := replay[bk][i]
+			if !extended && i >= 8 {
+				// Not the firmware's: the OS extends PCRs the boot log
+				// does not cover (IMA's 10, systemd's 11 and 15), each
+				// with a log of its own.
+				continue
+			}
 			if !extended {
 				l = make(Digest, bk.Hash().Size())
 				if i >= 17 && i <= 22 {
