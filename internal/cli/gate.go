@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vouch-dev/vouch/internal/gate"
+	"github.com/vouch-dev/vouch/internal/measure"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/target"
 )
@@ -25,6 +26,9 @@ type gateOpts struct {
 	force  bool
 	format string
 	hook   bool // called by a package manager: quiet about packages without a shim
+	// tpmLog and sealed are the measured-boot part: the event log to
+	// predict PCRs from, and warn or refuse for TPM-sealed disks.
+	tpmLog, sealed string
 }
 
 func (g *gateOpts) register(c *cobra.Command, withTarget bool) {
@@ -42,6 +46,8 @@ type machine struct {
 	noFirmware string
 	stages     gate.Stages
 	policy     secureboot.SBATPolicy
+	sealed     []measure.SealedDisk // the target's TPM-sealed disks
+	log        *measure.Log         // its event log (--tpm-log, or the live host's)
 }
 
 // resolve builds the machine: the firmware from the flags, else the target's
@@ -103,6 +109,12 @@ func (g *gateOpts) resolve(targetPath string) (*machine, error) {
 			label = t.Path + ":"
 		}
 		m.stages = gate.TargetStages(t.ESP, root, label)
+		if err := g.loadMeasured(m, t, root); err != nil {
+			return nil, err
+		}
+	}
+	if err := g.loadTPMLog(m); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -176,6 +188,10 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
   vouch gate shim --firmware microsoft-2011 --format json shimx64.efi`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			policy, err := measure.ParseSealedPolicy(g.sealed)
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
 			m, err := g.resolve(g.target)
 			if err != nil {
 				return err
@@ -199,21 +215,33 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 				}
 			}
 			v := m.judge(shim, stages)
+			sealed, blocks, err := measure.GateSealed(m.sealed, m.log, measure.Change{Shim: shim.Image}, measure.Installed{})
+			if err != nil {
+				return &exitError{code: ExitError, err: err}
+			}
 			if g.format == "json" {
 				err = writeJSON(c.OutOrStdout(), struct {
-					Firmware *secureboot.Summary `json:"firmware"`
-					Verdict  *gate.Verdict       `json:"verdict"`
-					Forced   bool                `json:"forced"`
-				}{m.summary(), v, g.force && !v.Boots})
+					Firmware *secureboot.Summary   `json:"firmware"`
+					Verdict  *gate.Verdict         `json:"verdict"`
+					Sealed   []measure.SealVerdict `json:"sealed,omitempty"`
+					Forced   bool                  `json:"forced"`
+				}{m.summary(), v, sealed, g.force && !v.Boots})
 			} else {
 				err = buffered(c.OutOrStdout(), func(w io.Writer) error {
 					writeGateFirmware(w, m)
 					writeVerdict(w, v)
+					for _, s := range sealed {
+						fmt.Fprintf(w, "TPM-sealed disk %s: %s\n", s.Disk.Name, s.Verdict)
+					}
 					return nil
 				})
 			}
 			if err != nil {
 				return err
+			}
+			if blocks && policy == measure.SealedRefuse && !g.force {
+				fmt.Fprintln(c.ErrOrStderr(), "vouch gate: refusing: a TPM-sealed disk would not unlock after this update (--sealed refuse)")
+				return &exitError{code: ExitFindings}
 			}
 			return g.exit(c, []*gate.Verdict{v})
 		},
@@ -221,6 +249,8 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 	g.register(c, true)
 	c.Flags().StringVar(&grub, "grub", "", "the GRUB (second stage) the new shim will load")
 	c.Flags().StringVar(&kernel, "kernel", "", "the kernel GRUB will hand to the new shim")
+	c.Flags().StringVar(&g.tpmLog, "tpm-log", "", "the machine's TPM event log, to predict PCR 4 and 7 for disks sealed to them (default with --target /: the live log)")
+	c.Flags().StringVar(&g.sealed, "sealed", "warn", "when a TPM-sealed disk (crypttab tpm2-device=) would not unlock after the update: warn, or refuse (exit 1)")
 	return c
 }
 

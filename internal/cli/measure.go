@@ -13,6 +13,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/efi"
+	"github.com/vouch-dev/vouch/internal/gate"
 	"github.com/vouch-dev/vouch/internal/measure"
 	"github.com/vouch-dev/vouch/internal/nvram"
 	"github.com/vouch-dev/vouch/internal/secureboot"
@@ -279,7 +280,15 @@ func (f *changeFlags) load() (measure.Change, error) {
 		}
 	}
 	if f.shimPackage != "" {
-		return ch, usageErrorf("--shim-package: not supported by measure predict yet: extract shimx64.efi and give --shim")
+		pkg, err := gate.ReadPackageFile(f.shimPackage, "", gate.ReadOptions{})
+		if err != nil {
+			return ch, &exitError{code: ExitError, err: err}
+		}
+		shims := pkg.Shims()
+		if len(shims) != 1 {
+			return ch, usageErrorf("--shim-package %s: holds %d signed shims, want one (give --shim)", f.shimPackage, len(shims))
+		}
+		ch.Shim = shims[0].Image()
 	}
 	if f.grub != "" {
 		if ch.GRUB, err = readPE("grub", f.grub); err != nil {

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 const measureLog = "../measure/testdata/ovmf-swtpm-debian12.log"
@@ -97,5 +99,21 @@ func TestMeasureExplainAndPredict(t *testing.T) {
 	code, out, errs = run(t, "measure", "predict", "--sbat-level", "../../testdata/secureboot/SbatLevel_Variable.txt#latest", "--root", root, measureLog)
 	if code != 0 || !strings.Contains(out, "SbatLevel sbat,1,2025051000") || !strings.Contains(out, "sealed disk root: will not unlock") {
 		t.Errorf("predict: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+func TestMeasurePredictShimPackage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Debian's signed packages (.cache/debs)")
+	}
+	debs, _ := filepath.Glob(filepath.Join(testfixtures.Repo(), ".cache", "debs", "shim-signed_*.deb"))
+	if len(debs) != 1 {
+		testfixtures.Deb(t, "shim-signed")
+		debs, _ = filepath.Glob(filepath.Join(testfixtures.Repo(), ".cache", "debs", "shim-signed_*.deb"))
+	}
+	// Debian's own shim-signed: the shim that booted; nothing changes.
+	code, out, errs := run(t, "measure", "predict", "-o", "json", "--shim-package", debs[0], measureLog)
+	if code != 0 || strings.Contains(out, `"changed": true`) || !strings.Contains(out, "same Authenticode digest") && !strings.Contains(out, `"changes": null`) {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -106,7 +106,10 @@ func JudgeSealed(disks []SealedDisk, p *Prediction) []SealVerdict {
 		if !d.PCRsKnown {
 			src = "systemd-cryptenroll's default, as crypttab gives no tpm2-pcrs="
 		}
-		if len(moved) > 0 {
+		if p.Refused != "" {
+			v.Unlocks = false
+			v.Verdict = "the machine the log measured would not boot the change at all: " + p.Refused
+		} else if len(moved) > 0 {
 			v.Unlocks = false
 			v.Verdict = fmt.Sprintf("will not unlock from the TPM: sealed to PCR %s (%s) and the change moves PCR %s; re-enrol after the change or keep a recovery key at hand", joinInts(d.PCRs), src, strings.Join(moved, ", "))
 		} else {
@@ -123,4 +126,55 @@ func joinInts(is []int) string {
 		s[i] = strconv.Itoa(v)
 	}
 	return strings.Join(s, "+")
+}
+
+// SealedPolicy is what the gate does about a disk a change would lock.
+type SealedPolicy string
+
+// The policies.
+const (
+	SealedWarn   SealedPolicy = "warn"
+	SealedRefuse SealedPolicy = "refuse"
+)
+
+// ParseSealedPolicy reads --sealed.
+func ParseSealedPolicy(s string) (SealedPolicy, error) {
+	switch SealedPolicy(s) {
+	case SealedWarn, SealedRefuse:
+		return SealedPolicy(s), nil
+	}
+	return "", fmt.Errorf("measure: --sealed %q: want warn or refuse", s)
+}
+
+// GateSealed judges a boot-chain change for the TPM-sealed disks of a
+// machine: with the machine's event log, by predicting PCR 4 and 7; without
+// it, a new boot application is known to change PCR 4 and may change PCR 7
+// (its authority), so disks sealed to either cannot be promised to unlock.
+// blocks reports that some disk would not unlock (or cannot be shown to).
+func GateSealed(disks []SealedDisk, lg *Log, ch Change, inst Installed) (verdicts []SealVerdict, blocks bool, err error) {
+	if len(disks) == 0 {
+		return nil, false, nil
+	}
+	if lg != nil {
+		p, err := Predict(lg, ch, inst)
+		if err != nil {
+			return nil, false, err
+		}
+		verdicts = JudgeSealed(disks, p)
+	} else {
+		for _, d := range disks {
+			v := SealVerdict{Disk: d, Unlocks: true, Verdict: fmt.Sprintf("still unlocks: sealed to PCR %s, which a new shim, GRUB or kernel leaves alone", joinInts(d.PCRs))}
+			for _, p := range d.PCRs {
+				if p == 4 || p == 7 {
+					v.Unlocks = false
+					v.Verdict = fmt.Sprintf("may not unlock from the TPM: sealed to PCR %s, and a new boot application changes PCR 4 and may change PCR 7 (no TPM event log to predict from: give one, or keep a recovery key at hand)", joinInts(d.PCRs))
+				}
+			}
+			verdicts = append(verdicts, v)
+		}
+	}
+	for _, v := range verdicts {
+		blocks = blocks || !v.Unlocks
+	}
+	return verdicts, blocks, nil
 }
