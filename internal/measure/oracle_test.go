@@ -105,7 +105,7 @@ func compare(t *testing.T, name string, p *measure.Prediction, got measured, row
 	}
 }
 
-func startVM(t *testing.T, ctx context.Context, img, vars, varsOut string) *vm.Machine {
+func startVM(t *testing.T, ctx context.Context, img, vars, varsOut, overlay string) *vm.Machine {
 	t.Helper()
 	m, err := vm.Start(ctx, vm.Config{
 		Image:     img,
@@ -117,6 +117,7 @@ func startVM(t *testing.T, ctx context.Context, img, vars, varsOut string) *vm.M
 		WorkDir:   t.TempDir(),
 		CloudInit: true,
 		TPM:       true,
+		Overlay:   overlay,
 		Log:       testLog{t},
 	})
 	if err != nil {
@@ -199,9 +200,7 @@ func parsePE(t *testing.T, b []byte) *authenticode.Image {
 // to the TPM's PCRs (all banks), and for a chain of changes (db gains the
 // Microsoft UEFI CA 2023; Microsoft's dbx update; a newer SbatLevel; shim
 // replaced by its 2023-only variant; a new kernel) the PCR 4 and PCR 7
-// predicted from boot N-1's log equal what boot N measures. The first boot
-// of a fresh store writes variables (shim's fallback, SbatLevel), so the
-// chain starts from the second boot.
+// predicted from boot N-1's log equal what boot N measures.
 func TestSwtpmOracle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU guests (several minutes)")
@@ -222,29 +221,27 @@ func TestSwtpmOracle(t *testing.T) {
 	var rows []row
 	inst := measure.Installed{Shim: parsePE(t, dualShim)}
 
-	// Boot 1 settles a fresh Microsoft-keyed store; boot 2 is the base.
+	// Every boot is a new VM on the same variable store and disk overlay:
+	// what one boot (or an offline store edit, or a change made in the
+	// guest before poweroff) writes, the next one sees. Boot 1's log comes
+	// after shim's fallback has created the boot entry and reset, with
+	// SbatLevel written: PCR 4 and 7 are already what a settled boot
+	// measures, which the first prediction checks.
 	vars := filepath.Join(dir, "vars.fd")
-	m := startVM(t, ctx, img, "", vars)
-	waitBoot(t, ctx, m, "first boot of a fresh store")
-	first := readMeasurements(t, ctx, m, "boot1")
-	peerEventlog(t, dir, first)
-	if err := m.Reboot(ctx, vm.ViaGuest); err != nil {
-		t.Fatal(err)
-	}
-	waitBoot(t, ctx, m, "settled boot")
-	base := readMeasurements(t, ctx, m, "boot2")
-	checkExplain(t, base.log, dualShim)
-	if err := m.Poweroff(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
+	ovl := filepath.Join(dir, "overlay.qcow2")
+	m := startVM(t, ctx, img, "", vars, ovl)
+	waitBoot(t, ctx, m, "boot1")
+	cur := readMeasurements(t, ctx, m, "boot1")
+	peerEventlog(t, dir, cur)
+	checkExplain(t, cur.log, dualShim)
+	stop(t, ctx, m)
 
 	// Change 1: db gains the Microsoft UEFI CA 2023.
 	ca2023, err := nvram.ReadCertFile(testfixtures.Data("secureboot", "certs", "db-microsoft-uefi-ca-2023.der"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := measure.Predict(base.log, measure.Change{DBAdd: []*x509.Certificate{ca2023}}, inst)
+	p, err := measure.Predict(cur.log, measure.Change{DBAdd: []*x509.Certificate{ca2023}}, inst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,8 +250,9 @@ func TestSwtpmOracle(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	cur := bootAndMeasure(t, ctx, img, vars, "boot3-db")
+	m, cur = bootAndMeasure(t, ctx, img, vars, ovl, "boot2-db")
 	compare(t, "db += Microsoft UEFI CA 2023", p, cur, &rows)
+	stop(t, ctx, m)
 
 	// Change 2: Microsoft's signed dbx update.
 	upd, err := os.ReadFile(testfixtures.Data("secureboot", "dbx", "DBXUpdate-amd64.bin"))
@@ -273,8 +271,9 @@ func TestSwtpmOracle(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	cur = bootAndMeasure(t, ctx, img, vars, "boot4-dbx")
+	m, cur = bootAndMeasure(t, ctx, img, vars, ovl, "boot3-dbx")
 	compare(t, "dbx update", p, cur, &rows)
+	stop(t, ctx, m)
 
 	// Change 3: a newer SbatLevel (the latest published level), written to
 	// the store as shim would find it.
@@ -291,23 +290,18 @@ func TestSwtpmOracle(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	m = startVM(t, ctx, img, vars, vars)
-	waitBoot(t, ctx, m, "boot5-sbat")
-	cur = readMeasurements(t, ctx, m, "boot5-sbat")
+	m, cur = bootAndMeasure(t, ctx, img, vars, ovl, "boot4-sbat")
 	compare(t, "SbatLevel "+firstLine(level), p, cur, &rows)
 
 	// Change 4: shim replaced by its 2023-only variant (db trusts both CAs
-	// since change 1).
+	// since change 1), copied onto the ESP in the guest.
 	if p, err = measure.Predict(cur.log, measure.Change{Shim: parsePE(t, shim2023)}, inst); err != nil {
 		t.Fatal(err)
 	}
 	upload(t, ctx, m, "/tmp/shimx64.efi", shim2023)
 	run(t, ctx, m, "findmnt /boot/efi >/dev/null || sudo mount /dev/vda1 /boot/efi; sudo cp /tmp/shimx64.efi /boot/efi/EFI/debian/shimx64.efi && sync")
-	if err := m.Reboot(ctx, vm.ViaGuest); err != nil {
-		t.Fatal(err)
-	}
-	waitBoot(t, ctx, m, "boot6-shim2023")
-	cur = readMeasurements(t, ctx, m, "boot6-shim2023")
+	stop(t, ctx, m)
+	m, cur = bootAndMeasure(t, ctx, img, vars, ovl, "boot5-shim2023")
 	compare(t, "shim -> 2023-only shim", p, cur, &rows)
 
 	// Change 5: a new kernel, installed by dpkg in the guest and made
@@ -326,15 +320,13 @@ func TestSwtpmOracle(t *testing.T) {
 		"findmnt /boot/efi >/dev/null || sudo mount /dev/vda1 /boot/efi; "+
 		"for f in /boot/efi/EFI/debian/grub.cfg /boot/efi/EFI/BOOT/grub.cfg; do [ -f $f ] && sudo sed -i 's/[0-9.]*-[0-9]*-amd64/"+kver+"/g' $f; done; "+
 		"ls /boot/vmlinuz-"+kver+" /boot/initrd.img-"+kver+" && sync")
-	if err := m.Reboot(ctx, vm.ViaGuest); err != nil {
-		t.Fatal(err)
-	}
-	waitBoot(t, ctx, m, "boot7-kernel")
-	cur = readMeasurements(t, ctx, m, "boot7-kernel")
+	stop(t, ctx, m)
+	m, cur = bootAndMeasure(t, ctx, img, vars, ovl, "boot6-kernel")
 	if got := strings.TrimSpace(run(t, ctx, m, "uname -r")); got != kver {
 		t.Errorf("the guest runs kernel %s, want %s", got, kver)
 	}
 	compare(t, "kernel -> "+kver, p, cur, &rows)
+	stop(t, ctx, m)
 
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "%-34s %-4s %-16s %-16s %-16s %s\n", "change", "PCR", "old (sha256)", "predicted", "measured", "")
@@ -348,16 +340,23 @@ func TestSwtpmOracle(t *testing.T) {
 	t.Logf("closing table:\n%s", tb.String())
 }
 
-// bootAndMeasure boots a new VM on the store and reads its measurements;
-// the store keeps what the boot wrote.
-func bootAndMeasure(t *testing.T, ctx context.Context, img, vars, tag string) measured {
+// bootAndMeasure boots a new VM on the store and overlay and reads its
+// measurements; the VM keeps running for changes made in the guest.
+func bootAndMeasure(t *testing.T, ctx context.Context, img, vars, ovl, tag string) (*vm.Machine, measured) {
 	t.Helper()
-	m := startVM(t, ctx, img, vars, vars)
+	m := startVM(t, ctx, img, vars, vars, ovl)
 	waitBoot(t, ctx, m, tag)
-	got := readMeasurements(t, ctx, m, tag)
+	return m, readMeasurements(t, ctx, m, tag)
+}
+
+// stop powers the guest off cleanly (the store and the overlay are then
+// complete) and closes the VM, which saves the store.
+func stop(t *testing.T, ctx context.Context, m *vm.Machine) {
+	t.Helper()
 	if err := m.Poweroff(ctx); err != nil {
 		t.Fatal(err)
 	}
-	m.Close()
-	return got
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -92,7 +92,12 @@ type Config struct {
 	// device; OVMF measures the boot into it and the guest sees /dev/tpm0
 	// and its event log. A fresh TPM per VM.
 	TPM bool
-	Log io.Writer // progress and diagnostics for people; may be nil
+	// Overlay, when set, is a qcow2 overlay over Image kept at this path:
+	// created when missing, reused when present, never removed. A chain of
+	// VMs given the same Overlay sees what the previous one wrote to the
+	// disk (an installed kernel, a replaced shim); Image stays untouched.
+	Overlay string
+	Log     io.Writer // progress and diagnostics for people; may be nil
 }
 
 // Error is a failure to run the VM (as opposed to a guest that does not boot):
@@ -230,10 +235,15 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		return nil, &Error{Op: "start", Reason: fmt.Sprintf("work directory path %s is too long for a unix socket", dir)}
 	}
 	overlay := filepath.Join(dir, "overlay.qcow2")
-	out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2",
-		"-b", image, "-F", format, overlay).CombinedOutput()
-	if err != nil {
-		return nil, &Error{Op: "image", Reason: fmt.Sprintf("qemu-img create (overlay over %s): %s", image, strings.TrimSpace(string(out))), Err: err}
+	if cfg.Overlay != "" {
+		overlay = cfg.Overlay
+	}
+	if _, err := os.Stat(overlay); cfg.Overlay == "" || err != nil {
+		out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2",
+			"-b", image, "-F", format, overlay).CombinedOutput()
+		if err != nil {
+			return nil, &Error{Op: "image", Reason: fmt.Sprintf("qemu-img create (overlay over %s): %s", image, strings.TrimSpace(string(out))), Err: err}
+		}
 	}
 	var varsCopy string
 	if cfg.Firmware.Boot == UEFI {
