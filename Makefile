@@ -18,6 +18,7 @@ deps:
 
 fixtures: deps
 	@./scripts/fetch-debs.sh
+	@./scripts/fetch-prev-kernel.sh
 	@./scripts/build-fixtures.sh
 	@./scripts/build-cloud-fixture.sh
 

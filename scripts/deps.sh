@@ -29,6 +29,9 @@ need=(
   "lynis lynis"
   "bc bc"
   "chromium chromium"
+  "swtpm swtpm"
+  "tpm2_eventlog tpm2-tools"
+  "dpkg-deb dpkg"
 )
 files=(
   "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf"

@@ -6,6 +6,7 @@ package checks
 import (
 	"github.com/vouch-dev/vouch/internal/baseline"
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/measure"
 	"github.com/vouch-dev/vouch/internal/pkgcheck"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 )
@@ -17,6 +18,7 @@ const (
 	SuiteHardening  = "hardening"
 	SuitePackages   = "packages"
 	SuiteCloudImage = "cloud-image"
+	SuiteMeasured   = measure.Suite
 )
 
 // All returns every check, in the order reports list them.
@@ -24,6 +26,7 @@ func All() []check.Check {
 	var all []check.Check
 	all = append(all, platformChecks()...)
 	all = append(all, secureboot.Checks()...)
+	all = append(all, measure.Checks()...)
 	all = append(all, baseline.Checks()...)
 	all = append(all, pkgcheck.Checks()...)
 	return all

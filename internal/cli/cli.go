@@ -132,6 +132,7 @@ Exit codes: 0 all good, 1 findings at or above --fail-on, 2 usage or input error
 		newJobCmd(),
 		newTemplateCmd(),
 		newWorkerCmd(),
+		newMeasureCmd(),
 	)
 	return root
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/atomicfile"
 	"github.com/vouch-dev/vouch/internal/gate"
+	"github.com/vouch-dev/vouch/internal/measure"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 )
 
@@ -27,6 +28,9 @@ type gateOpts struct {
 	force  bool
 	format string
 	hook   bool // called by a package manager: quiet about packages without a shim
+	// tpmLog and sealed are the measured-boot part: the event log to
+	// predict PCRs from, and warn or refuse for TPM-sealed disks.
+	tpmLog, sealed string
 }
 
 func (g *gateOpts) register(c *cobra.Command, withTarget bool, parts changePart) {
@@ -120,6 +124,10 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
   vouch gate shim --firmware microsoft-2011 --format json shimx64.efi`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			policy, err := measure.ParseSealedPolicy(g.sealed)
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
 			m, err := g.resolve(g.target)
 			if err != nil {
 				return err
@@ -139,26 +147,40 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 				stages.Kernel = g.change.Kernel
 			}
 			v := m.Judge(shim, stages)
+			sealed, blocks, err := g.sealedVerdicts(shim)
+			if err != nil {
+				return err
+			}
 			if g.format == "json" {
 				err = writeJSON(c.OutOrStdout(), struct {
-					Firmware *secureboot.Summary `json:"firmware"`
-					Verdict  *gate.Verdict       `json:"verdict"`
-					Forced   bool                `json:"forced"`
-				}{m.Summary(), v, g.force && !v.Boots})
+					Firmware *secureboot.Summary   `json:"firmware"`
+					Verdict  *gate.Verdict         `json:"verdict"`
+					Sealed   []measure.SealVerdict `json:"sealed,omitempty"`
+					Forced   bool                  `json:"forced"`
+				}{m.Summary(), v, sealed, g.force && !v.Boots})
 			} else {
 				err = buffered(c.OutOrStdout(), func(w io.Writer) error {
 					writeGateFirmware(w, m)
 					writeVerdict(w, v)
+					for _, s := range sealed {
+						fmt.Fprintf(w, "TPM-sealed disk %s: %s\n", s.Disk.Name, s.Verdict)
+					}
 					return nil
 				})
 			}
 			if err != nil {
 				return err
 			}
+			if blocks && policy == measure.SealedRefuse && !g.force {
+				fmt.Fprintln(c.ErrOrStderr(), "vouch gate: refusing: a TPM-sealed disk would not unlock after this update (--sealed refuse)")
+				return &exitError{code: ExitFindings}
+			}
 			return g.exit(c, []*gate.Verdict{v})
 		},
 	}
 	g.register(c, true, changeFirmware|changeStages)
+	c.Flags().StringVar(&g.tpmLog, "tpm-log", "", "the machine's TPM event log, to predict PCR 4 and 7 for disks sealed to them (default with --target /: the live log)")
+	c.Flags().StringVar(&g.sealed, "sealed", "warn", "when a TPM-sealed disk (crypttab tpm2-device=) would not unlock after the update: warn, or refuse (exit 1)")
 	return c
 }
 

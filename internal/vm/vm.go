@@ -68,6 +68,10 @@ type Firmware struct {
 	// Code is the firmware code image; "": the OVMF_CODE_4M file above. It
 	// must match the size of Vars (4M builds with 4M stores).
 	Code string
+	// VarsOut, when set, receives the VM's variable store as the guest left
+	// it when the machine is closed (after QEMU exited): the base for the
+	// next VM of a chain of boots (a settled store, then edited offline).
+	VarsOut string
 }
 
 // Config describes a VM.
@@ -90,6 +94,15 @@ type Config struct {
 	// 22; 0 picks a free one (and retries with another if it is taken by the
 	// time QEMU binds it).
 	SSHPort int
+	// TPM attaches a software TPM 2.0 (swtpm) through QEMU's tpm-crb
+	// device; OVMF measures the boot into it and the guest sees /dev/tpm0
+	// and its event log. A fresh TPM per VM.
+	TPM bool
+	// Overlay, when set, is a qcow2 overlay over Image kept at this path:
+	// created when missing, reused when present, never removed. A chain of
+	// VMs given the same Overlay sees what the previous one wrote to the
+	// disk (an installed kernel, a replaced shim); Image stays untouched.
+	Overlay string
 	Log     io.Writer // progress and diagnostics for people; may be nil
 }
 
@@ -137,6 +150,8 @@ type Machine struct {
 	console *Console
 	qmp     *QMP
 	seed    *seed
+	tpm     *swtpm
+	vars    string // the VM's copy of the variable store
 
 	done       chan struct{} // closed when QEMU has exited
 	exitStatus string        // valid after done
@@ -241,10 +256,15 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		return nil, &Error{Op: "start", Reason: fmt.Sprintf("work directory path %s is too long for a unix socket", dir)}
 	}
 	overlay := filepath.Join(dir, "overlay.qcow2")
-	out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2",
-		"-b", image, "-F", format, overlay).CombinedOutput()
-	if err != nil {
-		return nil, &Error{Op: "image", Reason: fmt.Sprintf("qemu-img create (overlay over %s): %s", image, strings.TrimSpace(string(out))), Err: err}
+	if cfg.Overlay != "" {
+		overlay = cfg.Overlay
+	}
+	if _, err := os.Stat(overlay); cfg.Overlay == "" || err != nil {
+		out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2",
+			"-b", image, "-F", format, overlay).CombinedOutput()
+		if err != nil {
+			return nil, &Error{Op: "image", Reason: fmt.Sprintf("qemu-img create (overlay over %s): %s", image, strings.TrimSpace(string(out))), Err: err}
+		}
 	}
 	var varsCopy string
 	if cfg.Firmware.Boot == UEFI {
@@ -276,12 +296,23 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 			}
 		}
 		args := qemuArgs(cfg, accel, dir, code, varsCopy, overlay, seedPath, port)
+		var tpm *swtpm
+		if cfg.TPM {
+			// A new swtpm per attempt: --terminate ends it with the
+			// connection of a QEMU that failed to start.
+			if tpm, err = startTPM(ctx, dir); err != nil {
+				return nil, err
+			}
+			args = append(args, tpmArgs(tpm.sock)...)
+		}
 		m, err := launch(ctx, cfg, qemu, args, dir, accel, port, sd)
 		if err == nil {
+			m.tpm, m.vars = tpm, varsCopy
 			ok = true
 			m.slot = slot
 			return m, nil
 		}
+		tpm.stop()
 		var pe *portError
 		if !errors.As(err, &pe) {
 			if cfg.Accel == "auto" && accel == "kvm" && ctx.Err() == nil {
@@ -556,6 +587,12 @@ func (m *Machine) Close() error {
 		m.kill("closed")
 		<-m.done
 		<-m.followDone
+		m.tpm.stop()
+		if m.vars != "" && m.cfg.Firmware.VarsOut != "" {
+			if err := saveVars(m.vars, m.cfg.Firmware.VarsOut); err != nil {
+				m.closeErr = &Error{Op: "close", Reason: "save the variable store to " + m.cfg.Firmware.VarsOut, Err: err}
+			}
+		}
 		if m.stopWatch != nil {
 			m.stopWatch()
 		}
@@ -565,7 +602,7 @@ func (m *Machine) Close() error {
 		if m.qmp != nil {
 			m.qmp.Close()
 		}
-		if err := os.RemoveAll(m.dir); err != nil {
+		if err := os.RemoveAll(m.dir); err != nil && m.closeErr == nil {
 			m.closeErr = &Error{Op: "close", Reason: "remove " + m.dir, Err: err}
 		}
 		m.slot.Release()
