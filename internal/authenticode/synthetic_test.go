@@ -21,6 +21,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/authenticode/authenticodetest"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // pki is a small hierarchy generated for the tests: root → intermediate →
@@ -858,6 +859,7 @@ func TestTBSHash(t *testing.T) {
 // installs no such override, so vouch is right to say false. When only the
 // leaf is embedded (Debian's GRUB) sbverify fails as it should.
 func TestPeersVerifyGeneratedSignatures(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	p := newPKI(t)
 	signed := mustSign(t, testPE(), authenticodetest.Options{Signer: p.leaf.Cert, Key: p.leaf.Key, Chain: []*x509.Certificate{p.inter.Cert}, Hash: crypto.SHA256})
 	leafOnly := mustSign(t, testPE(), authenticodetest.Options{Signer: p.leaf.Cert, Key: p.leaf.Key, Hash: crypto.SHA256})
