@@ -14,6 +14,9 @@ const (
 	Fixtures = "the fixtures under .cache/ (Debian's packages and images, make fixtures)"
 	// QEMU: a guest booted under QEMU (with OVMF).
 	QEMU = "a QEMU boot"
+	// OVMF: Debian's edk2 builds and variable store templates in
+	// /usr/share/OVMF (package ovmf, installed by scripts/deps.sh).
+	OVMF = "Debian's OVMF (package ovmf)"
 	// Peers: another program whose answer the test compares with vouch's
 	// (sbverify, checksec, debsums, rpm, openssl, ...), or a tool that makes
 	// the test's input (dpkg-deb, rpmbuild, mkfs.*, qemu-img, ...).
@@ -26,7 +29,7 @@ const (
 )
 
 // Long marks a test that needs what -short leaves out (one or more of
-// Fixtures, QEMU, Peers, Services, Network): under -short it skips the test saying
+// Fixtures, QEMU, OVMF, Peers, Services, Network): under -short it skips the test saying
 // what it needs; otherwise it returns and the test runs. It is the only
 // skip in the tests: in the full run nothing is skipped for a missing tool
 // or fixture (the test builds or installs it, or fails saying why).
