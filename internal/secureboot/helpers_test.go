@@ -52,12 +52,7 @@ func readArtefact(t testing.TB, p string) []byte {
 
 func kernelPath(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Dir(testfixtures.Deb(t, "linux-image/boot"))
-	m, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	if len(m) == 0 {
-		t.Fatal("no linux-image/boot/vmlinuz-* from scripts/fetch-debs.sh")
-	}
-	return m[0]
+	return testfixtures.Kernel(t)
 }
 
 func parseImage(t testing.TB, b []byte) *authenticode.Image {

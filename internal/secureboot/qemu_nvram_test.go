@@ -56,6 +56,7 @@ func editStore(t *testing.T, edit func(s *nvram.Store) error) []byte {
 //   - the store set to profile microsoft-2023 refuses the 2011-only shim and
 //     boots the 2023-only one.
 func TestQEMUEditedStores(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	dual, only2011, only2023 := secureboot.DebianShims(t)
 	grub := secureboot.DebianGRUB(t)
 	certDir := testfixtures.Data("secureboot", "certs")

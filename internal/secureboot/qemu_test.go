@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // What OVMF prints. GRUB reached: its banner or prompt (Debian's signed
@@ -167,6 +169,7 @@ func makeESP(t *testing.T, dir string, files map[string][]byte) []byte {
 // shim's hash in dbx, and checks that vouch's verdict on the removable-media
 // boot path is what the real firmware did.
 func TestQEMUOracle(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	sh := debianShims(t)
 	grub := deb(t, grubRel)
 	digest := shimDigest(t, sh.dual)
