@@ -173,6 +173,7 @@ func TestRangeEvents(t *testing.T) {
 }
 
 func TestFixtureAndZip(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	root := testfixtures.Path(t, "rootfs")
 	tg, err := target.Open(root, target.Options{})
 	if err != nil {
