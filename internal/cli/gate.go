@@ -715,7 +715,8 @@ func hookConfig(root, vouch string, ff *firmwareFlags) (gate.HookConfig, error) 
 	}
 	cfg.Vouch = vouch
 	n := 0
-	for flag, v := range map[string]string{"--vars": ff.vars, "--efivars": ff.efivars, "--firmware": ff.profile} {
+	for _, fv := range [][2]string{{"--vars", ff.vars}, {"--efivars", ff.efivars}, {"--firmware", ff.profile}} {
+		flag, v := fv[0], fv[1]
 		if v == "" {
 			continue
 		}
