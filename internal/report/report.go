@@ -60,7 +60,6 @@ type SuiteSummary struct {
 // Applied is the number of findings that applied (pass + fail + error).
 func (s SuiteSummary) Applied() int { return s.Pass + s.Fail + s.Error }
 
-
 func (c *Counts) add(s finding.Status) {
 	switch s {
 	case finding.Pass:

@@ -19,7 +19,7 @@ import (
 
 // Real artefacts: Debian's signed packages (scripts/fetch-debs.sh, through
 // testfixtures, which fetches them on first use), the Microsoft certificates
-// of the shared reference data, Debian's OVMF.
+// of the reference data in testdata/secureboot, Debian's OVMF.
 const (
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
@@ -68,7 +68,7 @@ func readCert(t testing.TB, name string) *x509.Certificate {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(sharedDir, "certs", name))
 	if err != nil {
-		t.Fatalf("%v (the shared reference data)", err)
+		t.Fatalf("%v (the reference data in testdata/secureboot)", err)
 	}
 	c, err := x509.ParseCertificate(b)
 	if err != nil {
