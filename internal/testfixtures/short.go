@@ -29,10 +29,11 @@ const (
 )
 
 // Long marks a test that needs what -short leaves out (one or more of
-// Fixtures, QEMU, OVMF, Peers, Services, Network): under -short it skips the test saying
-// what it needs; otherwise it returns and the test runs. It is the only
-// skip in the tests: in the full run nothing is skipped for a missing tool
-// or fixture (the test builds or installs it, or fails saying why).
+// Fixtures, QEMU, OVMF, Peers, Services, Network): under -short it skips
+// the test saying what it needs; otherwise it returns and the test runs. It
+// is the only skip in the tests: in the full run nothing is skipped for a
+// missing tool or fixture (the test builds or installs it, or fails saying
+// why).
 func Long(t testing.TB, needs ...string) {
 	t.Helper()
 	if testing.Short() {

@@ -88,7 +88,7 @@ func Deb(t testing.TB, rel string) string {
 // later ones next month), so tests find it here and never name it.
 func Kernel(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(filepath.Dir(Deb(t, "linux-image/boot")), "boot")
+	dir := Deb(t, "linux-image/boot")
 	m, _ := filepath.Glob(filepath.Join(dir, "vmlinuz-*"))
 	if len(m) != 1 {
 		t.Fatalf("want one signed kernel in %s (scripts/fetch-debs.sh extracts one linux-image package), found %v", dir, m)
