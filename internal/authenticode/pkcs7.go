@@ -3,7 +3,7 @@ package authenticode
 // A small PKCS#7 SignedData reader (RFC 2315 section 9, with Authenticode's
 // content type) on encoding/asn1.
 //
-// github.com/smallstep/pkcs7 is in go.mod but does not fit Authenticode
+// github.com/smallstep/pkcs7 (DESIGN.md's choice, not used) does not fit Authenticode
 // verification: its Parse discards the error of unmarshalling the SignedData
 // itself, rewrites BER to DER before parsing (so the bytes it keeps are not the
 // ones that were signed), keeps signer infos in an unexported type and

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/remediate"
@@ -36,7 +37,7 @@ func fixMode(s *State, c *remediate.Changer, name string, max fs.FileMode, owner
 		}
 		uid = u
 	}
-	if len(groups) > 0 && !contains(groups, s.groupName(uint32(gid))) {
+	if len(groups) > 0 && !slices.Contains(groups, s.groupName(uint32(gid))) {
 		g, ok := s.gidOf(groups[0])
 		if !ok {
 			return fmt.Errorf("baseline: no group %s in /etc/group", groups[0])
@@ -211,7 +212,7 @@ func addMountOption(s *State, c *remediate.Changer, dir, opt string) error {
 			f = append(f, "defaults")
 		}
 		opts := strings.Split(f[3], ",")
-		if contains(opts, opt) {
+		if slices.Contains(opts, opt) {
 			continue
 		}
 		f[3] = strings.Join(append(opts, opt), ",")

@@ -5,10 +5,10 @@ import (
 	"io/fs"
 	"path"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/sysconf"
+	"github.com/vouch-dev/vouch/internal/target"
 )
 
 // ---- kernel config and command line ---------------------------------------
@@ -59,32 +59,11 @@ func (s *State) kernelConfig() (*kconfig, error) {
 func newestKernelFile(files []string, prefix string) string {
 	best := files[0]
 	for _, f := range files[1:] {
-		if versionLess(strings.TrimPrefix(path.Base(best), prefix), strings.TrimPrefix(path.Base(f), prefix)) {
+		if target.CompareKernelVersions(strings.TrimPrefix(path.Base(best), prefix), strings.TrimPrefix(path.Base(f), prefix)) < 0 {
 			best = f
 		}
 	}
 	return best
-}
-
-func versionLess(a, b string) bool {
-	split := func(s string) []string {
-		return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '_' })
-	}
-	pa, pb := split(a), split(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		na, ea := strconv.Atoi(pa[i])
-		nb, eb := strconv.Atoi(pb[i])
-		if ea == nil && eb == nil {
-			if na != nb {
-				return na < nb
-			}
-			continue
-		}
-		if pa[i] != pb[i] {
-			return pa[i] < pb[i]
-		}
-	}
-	return len(pa) < len(pb)
 }
 
 // kernelCmdline returns the command line the next boot uses: /proc/cmdline on

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -76,7 +77,7 @@ func (s *State) auditMode(name string, max fs.FileMode, owner string, groups []s
 		if owner != "" && un != owner {
 			bad = append(bad, "owner "+un+", want "+owner)
 		}
-		if len(groups) > 0 && !contains(groups, gn) {
+		if len(groups) > 0 && !slices.Contains(groups, gn) {
 			bad = append(bad, "group "+gn+", want "+strings.Join(groups, " or "))
 		}
 	}
@@ -100,15 +101,6 @@ func unixMode(m fs.FileMode) uint32 {
 		v |= 0o1000
 	}
 	return v
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // userName maps a uid to its name in etc/passwd (the number when unknown).
@@ -404,7 +396,7 @@ func mountOption(dir, opt string) Control {
 				return na(dir + " is not a separate file system, so it has no mount options of its own")
 			}
 			ev := []string{fmt.Sprintf("%s: %s %s %s %s", m.Source, m.Spec, m.Dir, m.Type, strings.Join(m.Options, ","))}
-			if contains(m.Options, opt) {
+			if slices.Contains(m.Options, opt) {
 				return pass(dir+" is mounted "+opt, ev...)
 			}
 			return fail(fmt.Sprintf("%s is mounted without %s (options %s)", dir, opt, strings.Join(m.Options, ",")), ev...)

@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -155,7 +156,7 @@ func cmdlineHas(key string, values ...string) Control {
 			}
 			ev := []string{"source: " + c.Source, "cmdline: " + strings.Join(c.Args, " ")}
 			v, ok := c.Param(key)
-			if ok && (len(values) == 0 || contains(values, v)) {
+			if ok && (len(values) == 0 || slices.Contains(values, v)) {
 				return pass(fmt.Sprintf("kernel command line has %s", strings.TrimSuffix(key+"="+v, "=")), ev...)
 			}
 			if ok {
@@ -210,7 +211,7 @@ func kconfigIs(name string, want ...string) Control {
 				v = "n"
 			}
 			ev := fmt.Sprintf("/%s: %s=%s", kc.File, key, v)
-			if contains(want, v) {
+			if slices.Contains(want, v) {
 				return pass(fmt.Sprintf("%s=%s", key, v), ev)
 			}
 			return fail(fmt.Sprintf("%s=%s, want %s", key, v, strings.Join(want, " or ")), ev)

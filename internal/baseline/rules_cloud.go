@@ -3,6 +3,7 @@ package baseline
 import (
 	"debug/elf"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
@@ -161,7 +162,7 @@ func noSwapFstab(s *State) check.Result {
 	}
 	var bad []string
 	for _, m := range ms {
-		if m.Type == "swap" && !contains(m.Options, "noauto") {
+		if m.Type == "swap" && !slices.Contains(m.Options, "noauto") {
 			bad = append(bad, m.Source+": "+m.Spec)
 		}
 	}

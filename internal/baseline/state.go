@@ -41,21 +41,17 @@ type memoEntry struct {
 	err  error
 }
 
-type stateKey struct{}
+// stateFact is the State the baseline checks of a run share.
+var stateFact = check.NewFact[*State]("baseline.state")
 
-// StateFor returns the State of env, creating it on first use.
+// StateFor returns the State of env, creating it once on first use.
 func StateFor(env *check.Env) *State {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	if s, ok := env.Values[stateKey{}].(*State); ok {
+	return stateFact.Once(env, func() *State {
+		t := env.Target
+		s := NewState(t.Root, t.Kind == target.KindLive)
+		s.Image, s.ESP, s.ESPPath = t.Image, t.ESP, t.ESPPath
 		return s
-	}
-	t := env.Target
-	s := NewState(t.Root, t.Kind == target.KindLive)
-	s.Image, s.ESP, s.ESPPath = t.Image, t.ESP, t.ESPPath
-	env.Values[stateKey{}] = s
-	return s
+	})
 }
 
 // NewState returns a State over root.

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/vouch-dev/vouch/internal/finding"
 	"github.com/vouch-dev/vouch/internal/target"
@@ -50,16 +51,90 @@ func (n Need) String() string {
 	return strings.Join(out, ", ")
 }
 
-// Env is what a check runs against: the target plus anything the command adds
-// (firmware variables chosen on the command line, for example).
+// Env is what a check runs against: the target plus the facts the command
+// adds (firmware variables chosen on the command line, a vulnerability
+// database) and those the checks compute once and share (Fact).
 type Env struct {
 	Target *target.Target
 	// Firmware is true when firmware variables are available to the checks that
 	// read them (set by the secure boot layer).
 	Firmware bool
-	// Values carries typed extras for checks of one domain, keyed by that
-	// domain's own key type.
-	Values map[any]any
+
+	mu    sync.Mutex
+	facts map[any]*factBox
+}
+
+// Fact is one typed fact of a run, declared by the domain package that owns
+// it (`var firmware = check.NewFact[*Firmware]("secureboot.firmware")`):
+// set by the command before the checks run, or computed once on first use
+// and shared by the checks of that run. Safe for concurrent checks.
+type Fact[T any] struct{ name string }
+
+// NewFact declares a fact; name is for messages.
+func NewFact[T any](name string) *Fact[T] { return &Fact[T]{name: name} }
+
+func (f *Fact[T]) String() string { return f.name }
+
+type factBox struct {
+	once sync.Once
+	v    any
+}
+
+func (e *Env) box(key any, create bool) *factBox {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b := e.facts[key]
+	if b == nil && create {
+		if e.facts == nil {
+			e.facts = map[any]*factBox{}
+		}
+		b = &factBox{}
+		e.facts[key] = b
+	}
+	return b
+}
+
+// Set gives the fact a value in env, replacing any.
+func (f *Fact[T]) Set(env *Env, v T) {
+	b := &factBox{v: v}
+	b.once.Do(func() {})
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	if env.facts == nil {
+		env.facts = map[any]*factBox{}
+	}
+	env.facts[f] = b
+}
+
+// Reset forgets the fact's value (a fact computed from others that changed).
+func (f *Fact[T]) Reset(env *Env) {
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	delete(env.facts, f)
+}
+
+// Get returns the fact's value and whether it has one.
+func (f *Fact[T]) Get(env *Env) (T, bool) {
+	var zero T
+	b := env.box(f, false)
+	if b == nil {
+		return zero, false
+	}
+	b.once.Do(func() {}) // wait for a computation under way
+	v, ok := b.v.(T)
+	if !ok {
+		return zero, false
+	}
+	return v, true
+}
+
+// Once returns the fact's value, computing it with compute on first use;
+// concurrent callers wait for that one computation.
+func (f *Fact[T]) Once(env *Env, compute func() T) T {
+	b := env.box(f, true)
+	b.once.Do(func() { b.v = compute() })
+	v, _ := b.v.(T)
+	return v
 }
 
 // Has reports what of Need the environment offers.

@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -60,5 +61,40 @@ func TestSelect(t *testing.T) {
 	}
 	if _, err := Select(all, []string{"nope"}); err == nil || err.Error() != `check: unknown suite "nope" (known: a, b)` {
 		t.Errorf("unknown suite: %v", err)
+	}
+}
+
+// TestFacts: a fact set is read back typed; a computed fact is computed once
+// however many checks ask at the same time; Reset forgets it.
+func TestFacts(t *testing.T) {
+	env := &Env{}
+	name := NewFact[string]("test.name")
+	if _, ok := name.Get(env); ok {
+		t.Fatal("unset fact has a value")
+	}
+	name.Set(env, "debian")
+	if v, ok := name.Get(env); !ok || v != "debian" {
+		t.Fatalf("got %q %v", v, ok)
+	}
+	calls := 0
+	var mu sync.Mutex
+	count := NewFact[int]("test.count")
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v := count.Once(env, func() int { mu.Lock(); calls++; mu.Unlock(); return 42 }); v != 42 {
+				t.Errorf("Once gave %d", v)
+			}
+		}()
+	}
+	wg.Wait()
+	if calls != 1 {
+		t.Errorf("computed %d times, want once", calls)
+	}
+	count.Reset(env)
+	if v := count.Once(env, func() int { return 7 }); v != 7 || calls != 1 {
+		t.Errorf("after Reset: %d", v)
 	}
 }

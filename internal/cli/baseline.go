@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -43,7 +44,7 @@ func suiteFlag(c *cobra.Command, p *[]string) {
 func checkSuites(suites []string) ([]string, error) {
 	s := splitList(suites)
 	for _, x := range s {
-		if !contains(baselineSuites, x) {
+		if !slices.Contains(baselineSuites, x) {
 			return nil, usageErrorf("unknown suite %q (want %s)", x, strings.Join(baselineSuites, ", "))
 		}
 	}
@@ -71,7 +72,7 @@ the configuration that applies at boot, and the finding names its source.`,
   vouch baseline audit --format junit --live > baseline.xml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !contains(report.Formats, format) {
+			if !slices.Contains(report.Formats, format) {
 				return usageErrorf("unknown format %q (want %s)", format, strings.Join(report.Formats, ", "))
 			}
 			threshold, err := parseFailOn(failOn)
@@ -94,7 +95,7 @@ the configuration that applies at boot, and the finding names its source.`,
 			return runChecks(c, &check.Env{Target: t}, checks, format, threshold)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: "+strings.Join(report.Formats, ", "))
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: "+strings.Join(report.Formats, ", "))
 	c.Flags().StringVar(&failOn, "fail-on", "high", "exit 1 when a failing or erroring finding has this severity or higher: info, low, medium, high, critical, or none")
 	suiteFlag(c, &suites)
 	c.Flags().BoolVar(&live, "live", false, "audit the running system")
@@ -173,7 +174,7 @@ reload or a reboot). vouch never modifies a disk image.`,
 	c.Flags().StringSliceVar(&rules, "rules", nil, "rule IDs to fix (comma-separated), or all (default all of the selected suites)")
 	suiteFlag(c, &suites)
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the changes without making them")
-	c.Flags().StringVar(&format, "format", "text", "output format: text (the changes as diffs) or json (a summary)")
+	c.Flags().StringVarP(&format, "format", "o", "text", "output format: text (the changes as diffs) or json (a summary)")
 	return c
 }
 
@@ -245,7 +246,7 @@ func newBaselineListCmd() *cobra.Command {
 			})
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	suiteFlag(c, &suites)
 	return c
 }

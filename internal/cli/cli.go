@@ -125,6 +125,13 @@ Exit codes: 0 all good, 1 findings at or above --fail-on, 2 usage or input error
 		newGateCmd(),
 		newFirmwareCmd(),
 		newTestCmd(),
+		newServeCmd(),
+		newTokenCmd(),
+		newAgentCmd(),
+		newFleetCmd(),
+		newJobCmd(),
+		newTemplateCmd(),
+		newWorkerCmd(),
 	)
 	return root
 }
@@ -147,7 +154,7 @@ func newVersionCmd() *cobra.Command {
 			return usageErrorf("unknown format %q (want table or json)", format)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	return c
 }
 

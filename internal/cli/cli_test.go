@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
+	"github.com/vouch-dev/vouch/internal/target"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
@@ -81,6 +84,14 @@ qemu-img convert -O vpc -o subformat=dynamic,force_size=on d.img d.vhd
 }
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as the vouch command for tests that need a
+	// separate process (serve, to kill -9 it).
+	if os.Getenv("VOUCH_TEST_RUN_CLI") == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	code := m.Run()
 	if smallDir != "" {
 		os.RemoveAll(smallDir)
@@ -108,7 +119,7 @@ func TestInspectImages(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errs)
 			}
-			var inv Inventory
+			var inv target.Inventory
 			if err := json.Unmarshal([]byte(out), &inv); err != nil {
 				t.Fatal(err)
 			}

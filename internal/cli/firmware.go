@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vouch-dev/vouch/internal/mscerts"
 	"github.com/vouch-dev/vouch/internal/nvram"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 )
@@ -21,7 +23,7 @@ func newFirmwareCmd() *cobra.Command {
 
   vouch firmware vars STORE.fd SUBCOMMAND   list or edit an edk2/OVMF variable store`,
 		Example: `  vouch firmware vars vm1_VARS.fd list
-  vouch firmware vars vm1_VARS.fd db add microsoft-uefi-ca-2023.der`,
+  vouch firmware vars vm1_VARS.fd db add microsoft-uefi-ca-2023`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
@@ -56,8 +58,9 @@ Subcommands:
   export DIR                     write each variable to DIR/Name-GUID as efivarfs
                                  does (4-byte attributes, then data), for tools
                                  that read efivars (vouch secureboot --efivars)
-  db add CERT...                 append certificates (DER or PEM) to db
-  kek add CERT...                append certificates to KEK
+  db add CERT...                 append certificates to db: DER or PEM files or
+                                 built-in names (microsoft-uefi-ca-2023, ...)
+  kek add CERT...                append certificates to KEK (microsoft-kek-2k-ca-2023, ...)
   dbx add-hash SHA256...         append SHA-256 image hashes (64 hex digits, the
                                  Authenticode digest) to dbx
   apply UPDATE.bin [--var V]     apply a signed update (EFI_VARIABLE_AUTHENTICATION_2
@@ -67,13 +70,14 @@ Subcommands:
                                  is checked against the store's KEK (PK for KEK)
                                  and the result reported; an update that does not
                                  verify is still applied (you act as the owner)
-  set-profile PROFILE --certs DIR
+  set-profile PROFILE [--certs DIR]
                                  rewrite db and KEK to a Microsoft profile:
                                  microsoft-2023 (only the 2023 CAs),
                                  microsoft-both (2011 and 2023), microsoft-2011;
                                  PK, dbx and all else are kept. The certificates
-                                 come from DIR (e.g. microsoft/secureboot_objects
-                                 PreSignedObjects), matched by fingerprint
+                                 are built into vouch (Microsoft's public
+                                 secureboot_objects); --certs DIR takes them
+                                 from a folder instead, matched by fingerprint
 
 Appends work like EFI_VARIABLE_APPEND_WRITE in edk2: an entry (owner and data)
 already present is not added again. Certificates that are known Microsoft CAs get
@@ -91,21 +95,22 @@ changed and the free space left.
 Exit codes: 0 done (or nothing to change), 2 usage or input error.`,
 		Example: `  vouch firmware vars vm1_VARS.fd list
   vouch firmware vars vm1_VARS.fd list --format json
-  vouch firmware vars vm1_VARS.fd db add microsoft-uefi-ca-2023.der
-  vouch firmware vars vm1_VARS.fd kek add microsoft-kek-2k-ca-2023.der --dry-run
+  vouch firmware vars vm1_VARS.fd db add microsoft-uefi-ca-2023
+  vouch firmware vars vm1_VARS.fd db add ./my-ca.pem
+  vouch firmware vars vm1_VARS.fd kek add microsoft-kek-2k-ca-2023 --dry-run
   vouch firmware vars vm1_VARS.fd dbx add-hash 3e2e8e9e0c3d...64-hex-digits
   vouch firmware vars vm1_VARS.fd apply DBXUpdate-amd64.bin
   vouch firmware vars vm1_VARS.fd apply signed-db-update.bin --var db
-  vouch firmware vars vm1_VARS.fd set-profile microsoft-both --certs ./PreSignedObjects
+  vouch firmware vars vm1_VARS.fd set-profile microsoft-both
   vouch firmware vars vm1_VARS.fd export ./vm1-efivars && vouch secureboot --efivars ./vm1-efivars disk.qcow2`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			return runVars(c.OutOrStdout(), c.Flags().Changed, f, args)
 		},
 	}
-	c.Flags().StringVar(&f.format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&f.format, "format", "o", "table", "output format: table or json")
 	c.Flags().StringVar(&f.varName, "var", "", "apply: the variable the update is for: db, dbx or KEK")
-	c.Flags().StringVar(&f.certs, "certs", "", "set-profile: folder of DER/PEM certificates holding the profile's Microsoft CAs")
+	c.Flags().StringVar(&f.certs, "certs", "", "set-profile: take the profile's Microsoft CAs from this folder of DER/PEM certificates (default: the built-in ones)")
 	c.Flags().StringVar(&f.backup, "backup", "", "where to keep the original store (default STORE"+nvram.BackupSuffix+")")
 	c.Flags().BoolVar(&f.noBackup, "no-backup", false, "do not keep a backup of the original store")
 	c.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would change; write nothing")
@@ -181,7 +186,7 @@ func runVars(w io.Writer, changed func(string) bool, f varsFlags, args []string)
 		return err
 	}
 	for _, name := range []string{"var", "certs", "backup", "no-backup", "dry-run"} {
-		if changed(name) && !contains(op.flags, name) {
+		if changed(name) && !slices.Contains(op.flags, name) {
 			return usageErrorf("firmware vars %s does not take --%s", op.name, name)
 		}
 	}
@@ -226,7 +231,7 @@ func runVars(w io.Writer, changed func(string) bool, f varsFlags, args []string)
 	case "db add", "kek add":
 		var certs []*x509.Certificate
 		for _, p := range op.args {
-			c, err := nvram.ReadCertFile(p)
+			c, err := mscerts.Read(p)
 			if err != nil {
 				return inputErr(err)
 			}
@@ -279,12 +284,11 @@ func runVars(w io.Writer, changed func(string) bool, f varsFlags, args []string)
 		if _, _, err := secureboot.ProfileCAs(profile); err != nil {
 			return usageErrorf("set-profile: unknown profile %q (want %s)", profile, strings.Join(secureboot.Profiles(), ", "))
 		}
-		if f.certs == "" {
-			return usageErrorf("set-profile needs --certs DIR: a folder with the profile's Microsoft certificates (vouch does not ship them)")
-		}
-		cd, err := nvram.LoadCertDir(f.certs)
-		if err != nil {
-			return inputErr(err)
+		var cd *nvram.CertDir // nil: the built-in certificates
+		if f.certs != "" {
+			if cd, err = nvram.LoadCertDir(f.certs); err != nil {
+				return inputErr(err)
+			}
 		}
 		cs, err := st.SetProfile(profile, cd)
 		if err != nil {

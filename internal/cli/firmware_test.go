@@ -91,7 +91,7 @@ func TestFirmwareVarsList(t *testing.T) {
 		t.Errorf("db %v kek %v dbx %d", db, kek, dbx)
 	}
 	code, out, _ = run(t, "firmware", "vars", "--help")
-	if code != 0 || !strings.Contains(out, "vouch firmware vars vm1_VARS.fd db add microsoft-uefi-ca-2023.der") || !strings.Contains(out, "set-profile") {
+	if code != 0 || !strings.Contains(out, "vouch firmware vars vm1_VARS.fd db add microsoft-uefi-ca-2023\n") || !strings.Contains(out, "set-profile") {
 		t.Errorf("help: exit %d\n%s", code, out)
 	}
 }
@@ -102,7 +102,10 @@ func TestFirmwareVarsEdits(t *testing.T) {
 	orig := fileSum(t, store)
 	ca2023 := filepath.Join(msCerts, "db-microsoft-uefi-ca-2023.der")
 
-	// --dry-run writes nothing.
+	// --dry-run writes nothing; a built-in name is the same certificate.
+	if code, out, _ := run(t, "firmware", "vars", store, "db", "add", "microsoft-uefi-ca-2023", "--dry-run"); code != 0 || !strings.Contains(out, "added 1 of 1 certificates (Microsoft UEFI CA 2023)") {
+		t.Errorf("db add microsoft-uefi-ca-2023: exit %d\n%s", code, out)
+	}
 	code, out, errOut := run(t, "firmware", "vars", store, "db", "add", ca2023, "--dry-run")
 	if code != 0 || !strings.Contains(out, "dry run, would write: db: added 1 of 1 certificates (Microsoft UEFI CA 2023)") || fileSum(t, store) != orig {
 		t.Fatalf("dry run: exit %d\n%s%s", code, out, errOut)
@@ -129,7 +132,7 @@ func TestFirmwareVarsEdits(t *testing.T) {
 		t.Errorf("second db add: exit %d\n%s", code, out)
 	}
 
-	code, out, errOut = run(t, "firmware", "vars", store, "kek", "add", filepath.Join(msCerts, "kek-microsoft-corporation-kek-2k-ca-2023.der"), "--no-backup")
+	code, out, errOut = run(t, "firmware", "vars", store, "kek", "add", "microsoft-kek-2k-ca-2023", "--no-backup")
 	if code != 0 || !strings.Contains(out, "KEK: added 1 of 1 certificates (Microsoft Corporation KEK 2K CA 2023)") || !strings.Contains(out, "(no backup)") {
 		t.Fatalf("kek add: exit %d\n%s%s", code, out, errOut)
 	}
@@ -176,14 +179,23 @@ func TestFirmwareVarsEdits(t *testing.T) {
 		t.Errorf("apply --var db: exit %d\n%s", code, out)
 	}
 
-	// set-profile: only the 2023 CAs remain in db and KEK; dbx is kept.
-	code, out, errOut = run(t, "firmware", "vars", store, "set-profile", "microsoft-2023", "--certs", msCerts)
+	// set-profile with the built-in certificates: only the 2023 CAs remain
+	// in db and KEK; dbx is kept. The same from a folder gives the same
+	// store.
+	withDir := writeTemp(t, "withdir.fd", readFile(t, store))
+	if code, out, errOut := run(t, "firmware", "vars", withDir, "set-profile", "microsoft-2023", "--certs", msCerts, "--no-backup"); code != 0 {
+		t.Fatalf("set-profile --certs: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, "firmware", "vars", store, "set-profile", "microsoft-2023")
 	if code != 0 || !strings.Contains(out, "db: set to profile microsoft-2023") || !strings.Contains(out, "KEK: set to profile microsoft-2023") {
 		t.Fatalf("set-profile: exit %d\n%s%s", code, out, errOut)
 	}
 	db, kek, dbx := listCAs(t, store)
 	if strings.Join(db, ",") != "windows-uefi-ca-2023,microsoft-uefi-ca-2023,microsoft-option-rom-uefi-ca-2023" || strings.Join(kek, ",") != "microsoft-kek-2k-ca-2023" || dbx != 445 {
 		t.Errorf("after set-profile: db %v kek %v dbx %d", db, kek, dbx)
+	}
+	if a, b := readFile(t, store), readFile(t, withDir); !bytes.Equal(a, b) {
+		t.Errorf("set-profile with the built-in certificates and with --certs give different stores")
 	}
 
 	// export, read back by the secureboot command.
@@ -264,8 +276,6 @@ func TestFirmwareVarsBadInput(t *testing.T) {
 			os.Chmod(p, 0o444)
 			return p
 		}, func(*testing.T) []string { return []string{"db", "add", ca2023} }, "read-only"},
-		{"set-profile without --certs", storeCopy,
-			func(*testing.T) []string { return []string{"set-profile", "microsoft-2023"} }, "--certs"},
 		{"set-profile missing CA", storeCopy,
 			func(t *testing.T) []string { return []string{"set-profile", "microsoft-both", "--certs", t.TempDir()} }, "Microsoft Windows Production PCA 2011"},
 		{"unknown profile", storeCopy,

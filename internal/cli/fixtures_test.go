@@ -12,16 +12,17 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/osrelease"
+	"github.com/vouch-dev/vouch/internal/target"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
-func inspectJSON(t *testing.T, path string) *Inventory {
+func inspectJSON(t *testing.T, path string) *target.Inventory {
 	t.Helper()
 	code, out, errs := run(t, "inspect", "--format", "json", path)
 	if code != 0 {
 		t.Fatalf("inspect %s: exit %d: %s", path, code, errs)
 	}
-	var inv Inventory
+	var inv target.Inventory
 	if err := json.Unmarshal([]byte(out), &inv); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func truthKernels(t *testing.T, rootfs string) []string {
 	return out
 }
 
-func espPaths(inv *Inventory) []string {
+func espPaths(inv *target.Inventory) []string {
 	var out []string
 	for _, f := range inv.ESP.Files {
 		out = append(out, f.Path)
@@ -205,7 +206,7 @@ func BenchmarkInspect(b *testing.B) {
 					b.Fatalf("exit %d", code)
 				}
 			}
-			inv := &Inventory{}
+			inv := &target.Inventory{}
 			var buf strings.Builder
 			Run(b.Context(), []string{"inspect", "--format", "json", p}, &buf, discard{})
 			json.Unmarshal([]byte(buf.String()), inv)

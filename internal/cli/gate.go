@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -13,41 +13,36 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vouch-dev/vouch/internal/atomicfile"
 	"github.com/vouch-dev/vouch/internal/gate"
 	"github.com/vouch-dev/vouch/internal/secureboot"
-	"github.com/vouch-dev/vouch/internal/target"
 )
 
 // gateOpts are the flags the gate commands share.
 type gateOpts struct {
 	ff     firmwareFlags
+	ch     *changeFlags
+	change *secureboot.Change
 	target string
 	force  bool
 	format string
 	hook   bool // called by a package manager: quiet about packages without a shim
 }
 
-func (g *gateOpts) register(c *cobra.Command, withTarget bool) {
+func (g *gateOpts) register(c *cobra.Command, withTarget bool, parts changePart) {
 	g.ff.register(c)
+	g.ch = addChangeFlags(c, parts)
 	if withTarget {
 		c.Flags().StringVar(&g.target, "target", "", "judge against this system: / (the running host: its efivarfs, ESP and kernels), a disk image or a root directory")
 	}
 	c.Flags().BoolVar(&g.force, "force", false, "print the warning but exit 0 even when the machine would not boot the shim")
-	c.Flags().StringVar(&g.format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&g.format, "format", "o", "table", "output format: table or json")
 }
 
-// machine is the firmware state and next stages a gate judges against.
-type machine struct {
-	fw         *secureboot.Firmware
-	noFirmware string
-	stages     gate.Stages
-	policy     secureboot.SBATPolicy
-}
-
-// resolve builds the machine: the firmware from the flags, else the target's
-// (the live host's efivarfs); the next stages from the target's ESP and root
-// when a target is named (or implied, for hooks).
-func (g *gateOpts) resolve(targetPath string) (*machine, error) {
+// resolve builds the machine the gate judges against (gate.ResolveMachine):
+// the firmware from the flags, else the target's; the target's next stages;
+// the change's firmware writes.
+func (g *gateOpts) resolve(targetPath string) (*gate.Machine, error) {
 	if err := checkFormat(g.format); err != nil {
 		return nil, err
 	}
@@ -55,68 +50,20 @@ func (g *gateOpts) resolve(targetPath string) (*machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &machine{policy: o.SBATPolicy}
-	if m.fw, err = g.ff.load(); err != nil {
-		return nil, err
-	}
-	if targetPath == "" && m.fw != nil {
-		return m, nil
-	}
-	live := targetPath == "" || targetPath == "/"
-	t, err := target.Open(firstNonEmptyString(targetPath, "/"), target.Options{Live: live})
-	if err != nil && g.hook {
-		// A package manager's hook must not stop every install because
-		// the root is not a readable system yet (dnf --installroot
-		// populating an empty directory): judge without its stages.
-		if m.fw == nil {
-			m.noFirmware = fmt.Sprintf("firmware state unknown: %v, and no --vars, --efivars or --firmware was given", err)
-		}
-		return m, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
-	if m.fw == nil {
-		switch {
-		case t.Kind != target.KindLive:
-			kind := "root directory"
-			if t.Kind == target.KindImage {
-				kind = "disk image"
-			}
-			m.noFirmware = fmt.Sprintf("firmware state unknown: %s is a %s and no --vars, --efivars or --firmware was given", t.Path, kind)
-		case t.EFIVars == nil:
-			m.noFirmware = "no UEFI here: there is no efivarfs (/sys/firmware/efi/efivars), so this system booted through legacy BIOS or runs in a container or chroot without it, and no --vars, --efivars or --firmware was given"
-		default:
-			if m.fw, err = secureboot.TargetFirmware(t); err != nil {
-				return nil, &exitError{code: ExitError, err: fmt.Errorf("reading firmware variables: %w", err)}
-			}
+	if g.change == nil {
+		if g.change, err = g.ch.load(); err != nil {
+			return nil, err
 		}
 	}
-	if targetPath != "" {
-		var root fs.FS
-		if t.Root != nil {
-			root = t.Root
-		}
-		label := ""
-		if t.Kind != target.KindLive {
-			label = t.Path + ":"
-		}
-		m.stages = gate.TargetStages(t.ESP, root, label)
+	m, err := gate.ResolveMachine(gate.MachineOptions{Firmware: g.ff.source(), Target: targetPath, Change: g.change, SBATPolicy: o.SBATPolicy, Hook: g.hook})
+	var ue *secureboot.FirmwareUsageError
+	switch {
+	case errors.As(err, &ue):
+		return nil, usageErrorf("%s", ue.Reason)
+	case err != nil:
+		return nil, &exitError{code: ExitError, err: err}
 	}
 	return m, nil
-}
-
-func (m *machine) judge(shim *gate.Binary, stages gate.Stages) *gate.Verdict {
-	return gate.Judge(gate.Request{Shim: shim, GRUB: stages.GRUB, Kernel: stages.Kernel, Firmware: m.fw, NoFirmware: m.noFirmware, SBATPolicy: m.policy})
-}
-
-func (m *machine) summary() *secureboot.Summary {
-	if m.fw == nil {
-		return nil
-	}
-	s := m.fw.Summarize()
-	return &s
 }
 
 func newGateCmd() *cobra.Command {
@@ -154,10 +101,7 @@ not boot, 2 usage or input error (a file that is not a package or not a shim).`,
 }
 
 func newGateShimCmd() *cobra.Command {
-	var (
-		g            gateOpts
-		grub, kernel string
-	)
+	var g gateOpts
 	c := &cobra.Command{
 		Use:   "shim NEW_SHIM.efi",
 		Short: "Say whether this machine would boot a new shim",
@@ -180,31 +124,27 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 			if err != nil {
 				return err
 			}
-			shim, err := readBinary(args[0], true)
+			shim, err := gate.ReadEFI(args[0], true)
 			if err != nil {
-				return err
+				return &exitError{code: ExitError, err: err}
 			}
-			stages := m.stages
-			if g.target == "" && grub == "" {
-				stages.GRUB = besideShim(args[0])
+			stages := m.Stages
+			if g.target == "" && g.change.GRUB == nil {
+				stages.GRUB = gate.BesideShim(args[0])
 			}
-			if grub != "" {
-				if stages.GRUB, err = readBinary(grub, false); err != nil {
-					return err
-				}
+			if g.change.GRUB != nil {
+				stages.GRUB = g.change.GRUB
 			}
-			if kernel != "" {
-				if stages.Kernel, err = readBinary(kernel, false); err != nil {
-					return err
-				}
+			if g.change.Kernel != nil {
+				stages.Kernel = g.change.Kernel
 			}
-			v := m.judge(shim, stages)
+			v := m.Judge(shim, stages)
 			if g.format == "json" {
 				err = writeJSON(c.OutOrStdout(), struct {
 					Firmware *secureboot.Summary `json:"firmware"`
 					Verdict  *gate.Verdict       `json:"verdict"`
 					Forced   bool                `json:"forced"`
-				}{m.summary(), v, g.force && !v.Boots})
+				}{m.Summary(), v, g.force && !v.Boots})
 			} else {
 				err = buffered(c.OutOrStdout(), func(w io.Writer) error {
 					writeGateFirmware(w, m)
@@ -218,75 +158,25 @@ Exit codes: 0 it boots (or nothing can refuse it), 1 it would not boot (0 with
 			return g.exit(c, []*gate.Verdict{v})
 		},
 	}
-	g.register(c, true)
-	c.Flags().StringVar(&grub, "grub", "", "the GRUB (second stage) the new shim will load")
-	c.Flags().StringVar(&kernel, "kernel", "", "the kernel GRUB will hand to the new shim")
+	g.register(c, true, changeFirmware|changeStages)
 	return c
 }
 
-// exit turns refusals into exit 1, or a warning under --force.
+// exit applies the gate's exit policy (gate.Decide): refusals are exit 1,
+// or a warning under --force (VOUCH_GATE_FORCE=1 for the hooks).
 func (g *gateOpts) exit(c *cobra.Command, vs []*gate.Verdict) error {
-	refused := 0
-	for _, v := range vs {
-		if !v.Boots {
-			refused++
-		}
-	}
-	if refused == 0 {
-		return nil
-	}
-	if g.hook && os.Getenv(forceEnv) == "1" {
-		g.force = true
-	}
-	if g.force {
-		fmt.Fprintf(c.ErrOrStderr(), "vouch gate: WARNING: forced: allowing %d shim(s) this machine would not boot\n", refused)
-		return nil
-	}
-	if g.hook {
+	force := g.force || g.hook && os.Getenv(forceEnv) == "1"
+	d := gate.Decide(vs, force)
+	switch {
+	case d.Forced:
+		fmt.Fprintf(c.ErrOrStderr(), "vouch gate: WARNING: forced: allowing %d shim(s) this machine would not boot\n", d.Refused)
+	case !d.Allowed() && g.hook:
 		fmt.Fprintf(c.ErrOrStderr(), "vouch gate: refusing the installation. To install anyway, run the command again with %s=1 in its environment.\n", forceEnv)
 	}
-	return &exitError{code: ExitFindings}
-}
-
-// readBinary reads an EFI binary named on the command line.
-func readBinary(p string, shim bool) (*gate.Binary, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, &exitError{code: ExitError, err: err}
-	}
-	var bin *gate.Binary
-	if shim {
-		bin, err = gate.ParseShim(p, b)
-	} else {
-		bin, err = gate.ParseBinary(p, b)
-	}
-	if err != nil {
-		return nil, &exitError{code: ExitError, err: err}
-	}
-	return bin, nil
-}
-
-// besideShim finds the second stage installed beside a shim file: shim
-// loads DEFAULT_LOADER (grub<arch>.efi) from its own directory.
-func besideShim(shim string) *gate.Binary {
-	dir := filepath.Dir(shim)
-	for _, n := range []string{"grubx64.efi", "grubaa64.efi", "grubia32.efi", "grubriscv64.efi", "grubx64.efi.signed", "grubaa64.efi.signed"} {
-		p := filepath.Join(dir, n)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		if bin, err := gate.ParseBinary(p, b); err == nil {
-			return bin
-		}
+	if !d.Allowed() {
+		return &exitError{code: ExitFindings}
 	}
 	return nil
-}
-
-// pkgResult is one package's verdicts. Its keys are a contract.
-type pkgResult struct {
-	*gate.Package
-	Verdicts []*gate.Verdict `json:"verdicts"`
 }
 
 func newGatePkgCmd(format string) *cobra.Command {
@@ -318,7 +208,7 @@ Exit codes: 0 safe or nothing to judge, 1 a shim would not boot (0 with --force)
 			return g.runPackages(c, args, format, nil)
 		},
 	}
-	g.register(c, true)
+	g.register(c, true, changeFirmware)
 	if format == "rpm" {
 		c.Flags().BoolVar(&g.hook, "hook", false, "called by the dnf plugin: judge the live system, print only packages holding a shim")
 		c.Flags().MarkHidden("hook")
@@ -334,71 +224,27 @@ func (g *gateOpts) runPackages(c *cobra.Command, files []string, want string, di
 	if g.hook && tp == "" {
 		tp = "/"
 	}
-	var pkgs []*gate.Package
-	for _, f := range files {
-		p, err := gate.ReadPackageFile(f, want, gate.ReadOptions{})
-		if err != nil {
-			return &exitError{code: ExitError, err: err}
-		}
-		pkgs = append(pkgs, p)
+	pkgs, err := gate.ReadTransaction(files, want, display)
+	if err != nil {
+		return &exitError{code: ExitError, err: err}
 	}
-	var results []pkgResult
-	anyShim := false
-	for _, p := range pkgs {
-		if len(p.Shims()) > 0 {
-			anyShim = true
-		}
-	}
-	// Kernels in the same transaction matter only next to a new shim:
-	// read those payloads only then.
-	for i, p := range pkgs {
-		if anyShim && p.KernelFiles {
-			k, err := gate.ReadPackageFile(p.File, want, gate.ReadOptions{Kernels: true})
-			if err != nil {
-				return &exitError{code: ExitError, err: err}
-			}
-			pkgs[i] = k
-		}
-	}
-	for i := range pkgs {
-		if display != nil {
-			pkgs[i].File = display[i]
-		}
-	}
-	var m *machine
-	if anyShim {
-		var err error
+	var m *gate.Machine
+	if gate.HasShim(pkgs) {
 		if m, err = g.resolve(tp); err != nil {
 			return err
 		}
 	} else if err := checkFormat(g.format); err != nil {
 		return err
 	}
-	var all []*gate.Verdict
-	for _, p := range pkgs {
-		r := pkgResult{Package: p, Verdicts: []*gate.Verdict{}}
-		if shims := p.Shims(); len(shims) > 0 {
-			stages := gate.PackageStages(pkgs, m.stages)
-			for _, s := range shims {
-				v := m.judge(p.Binary(s), stages)
-				r.Verdicts = append(r.Verdicts, v)
-				all = append(all, v)
-			}
-		}
-		results = append(results, r)
-	}
-	var err error
+	results, all := m.JudgeTransaction(pkgs)
 	if g.format == "json" {
-		var fw *secureboot.Summary
-		if m != nil {
-			fw = m.summary()
-		}
+		d := gate.Decide(all, g.force)
 		err = writeJSON(c.OutOrStdout(), struct {
-			Firmware *secureboot.Summary `json:"firmware"`
-			Packages []pkgResult         `json:"packages"`
-			Allowed  bool                `json:"allowed"`
-			Forced   bool                `json:"forced"`
-		}{fw, results, allBoot(all) || g.force, g.force && !allBoot(all)})
+			Firmware *secureboot.Summary  `json:"firmware"`
+			Packages []gate.PackageResult `json:"packages"`
+			Allowed  bool                 `json:"allowed"`
+			Forced   bool                 `json:"forced"`
+		}{m.Summary(), results, d.Allowed(), d.Forced})
 	} else {
 		err = buffered(c.OutOrStdout(), func(w io.Writer) error {
 			writePackages(w, m, results, g.hook)
@@ -409,15 +255,6 @@ func (g *gateOpts) runPackages(c *cobra.Command, files []string, want string, di
 		return err
 	}
 	return g.exit(c, all)
-}
-
-func allBoot(vs []*gate.Verdict) bool {
-	for _, v := range vs {
-		if !v.Boots {
-			return false
-		}
-	}
-	return true
 }
 
 func newGateAptHookCmd() *cobra.Command {
@@ -449,7 +286,7 @@ VOUCH_GATE_FORCE=1 in apt's environment: the hook then warns and exits 0.`,
 			return g.runPackages(c, files, "deb", nil)
 		},
 	}
-	g.register(c, false)
+	g.register(c, false, 0)
 	return c
 }
 
@@ -494,31 +331,32 @@ the command line cannot be read: the hook warns and lets dpkg go on.`,
 			return g.runPackages(c, files, "", display)
 		},
 	}
-	g.register(c, false)
+	g.register(c, false, 0)
 	return c
 }
 
 // writeGateFirmware prints the firmware state in one line.
-func writeGateFirmware(w io.Writer, m *machine) {
+func writeGateFirmware(w io.Writer, m *gate.Machine) {
 	if m == nil {
 		return
 	}
-	if m.fw == nil {
-		fmt.Fprintf(w, "Firmware: none — %s\n", m.noFirmware)
+	if m.Firmware == nil {
+		fmt.Fprintf(w, "Firmware: none — %s\n", m.NoFirmware)
 		return
 	}
+	fw := m.Firmware
 	mode := "Secure Boot on"
 	switch {
-	case m.fw.SetupMode:
+	case fw.SetupMode:
 		mode = "setup mode (no PK)"
-	case !m.fw.SecureBoot:
+	case !fw.SecureBoot:
 		mode = "Secure Boot off"
 	}
-	names := make([]string, len(m.fw.DBCAs))
-	for i, id := range m.fw.DBCAs {
+	names := make([]string, len(fw.DBCAs))
+	for i, id := range fw.DBCAs {
 		names[i] = gate.CAName(id)
 	}
-	fmt.Fprintf(w, "Firmware: %s — %s; db trusts %s\n", m.fw.Source, mode, orNone(names))
+	fmt.Fprintf(w, "Firmware: %s — %s; db trusts %s\n", fw.Source, mode, orNone(names))
 }
 
 var outcomeWords = map[string]string{
@@ -548,7 +386,7 @@ func writeVerdict(w io.Writer, v *gate.Verdict) {
 		case !ch.Decision.Enforced:
 			state = "not enforced"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ch.Step, ch.File, state, firstNonEmptyString(ch.Decision.AuthorizedBy, ch.Decision.Reason))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ch.Step, ch.File, state, cmp.Or(ch.Decision.AuthorizedBy, ch.Decision.Reason))
 	}
 	tw.Flush()
 	for _, n := range v.Notes {
@@ -556,7 +394,7 @@ func writeVerdict(w io.Writer, v *gate.Verdict) {
 	}
 }
 
-func writePackages(w io.Writer, m *machine, results []pkgResult, hook bool) {
+func writePackages(w io.Writer, m *gate.Machine, results []gate.PackageResult, hook bool) {
 	if m != nil {
 		if hook {
 			fmt.Fprint(w, "vouch gate: ")
@@ -671,7 +509,7 @@ exist, since a hook that cannot read it stops every install.
 			}
 			for _, f := range plan {
 				p := filepath.Join(root, f.Path)
-				if err := writeFileAtomic(p, []byte(f.Content(cfg))); err != nil {
+				if err := atomicfile.Write(p, []byte(f.Content(cfg)), atomicfile.Options{Mode: 0o644, MkdirAll: true}); err != nil {
 					return &exitError{code: ExitError, err: err}
 				}
 				fmt.Fprintf(c.OutOrStdout(), "wrote %s (%s)\n", p, f.Kind)
@@ -690,95 +528,22 @@ exist, since a hook that cannot read it stops every install.
 	return c
 }
 
-// hookConfig checks the firmware flags against root and finds vouch's path
-// inside it.
+// hookConfig finds vouch's path inside root (the running binary unless
+// --vouch names one) and lets gate.NewHookConfig check the rest.
 func hookConfig(root, vouch string, ff *firmwareFlags) (gate.HookConfig, error) {
-	var cfg gate.HookConfig
+	exe := ""
 	if vouch == "" {
-		exe, err := os.Executable()
+		var err error
+		if exe, err = os.Executable(); err == nil {
+			exe, err = filepath.EvalSymlinks(exe)
+		}
 		if err != nil {
-			return cfg, &exitError{code: ExitError, err: err}
+			return gate.HookConfig{}, &exitError{code: ExitError, err: err}
 		}
-		if exe, err = filepath.EvalSymlinks(exe); err != nil {
-			return cfg, &exitError{code: ExitError, err: err}
-		}
-		if tmp, err := filepath.EvalSymlinks(os.TempDir()); err == nil && root == "/" && strings.HasPrefix(exe, tmp+string(filepath.Separator)) {
-			return cfg, usageErrorf("the running vouch (%s) is a temporary build (go run?): install it and give --vouch /PATH/INSIDE/ROOT", exe)
-		}
-		rel, err := filepath.Rel(root, exe)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return cfg, usageErrorf("the running vouch (%s) is not inside --root %s: copy it there and give --vouch /PATH/INSIDE/ROOT", exe, root)
-		}
-		vouch = "/" + rel
-	} else if info, err := os.Stat(filepath.Join(root, vouch)); err != nil || info.IsDir() {
-		return cfg, usageErrorf("--vouch %s: no such file under %s", vouch, root)
 	}
-	cfg.Vouch = vouch
-	n := 0
-	for _, fv := range [][2]string{{"--vars", ff.vars}, {"--efivars", ff.efivars}, {"--firmware", ff.profile}} {
-		flag, v := fv[0], fv[1]
-		if v == "" {
-			continue
-		}
-		n++
-		if flag != "--firmware" {
-			if !filepath.IsAbs(v) {
-				return cfg, usageErrorf("%s %s: give the absolute path inside --root", flag, v)
-			}
-			if _, err := os.Stat(filepath.Join(root, v)); err != nil {
-				return cfg, usageErrorf("%s %s: no such file under %s (a hook that cannot read it would stop every install)", flag, v, root)
-			}
-		} else if _, err := secureboot.FromProfile(v); err != nil {
-			return cfg, usageErrorf("--firmware: %v", err)
-		}
-		cfg.Args = append(cfg.Args, flag, v)
-	}
-	if n > 1 {
-		return cfg, usageErrorf("give one of --vars, --efivars and --firmware")
-	}
-	if _, err := secureboot.ParseSBATPolicy(ff.sbatPolicy); err != nil {
-		return cfg, usageErrorf("--sbat-policy: %v", err)
-	}
-	if ff.sbatPolicy != "automatic" {
-		cfg.Args = append(cfg.Args, "--sbat-policy", ff.sbatPolicy)
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, usageErrorf("%v", err)
+	cfg, err := gate.NewHookConfig(gate.HookOptions{Root: root, Vouch: vouch, Executable: exe, Firmware: ff.source(), SBATPolicy: ff.sbatPolicy})
+	if err != nil {
+		return cfg, usageErrorf("%s", strings.TrimPrefix(err.Error(), "gate: "))
 	}
 	return cfg, nil
-}
-
-// writeFileAtomic writes a new file beside p and renames it over p, so a
-// reader sees the old file or the new one, never half of one.
-func writeFileAtomic(p string, b []byte) error {
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".vouch-gate-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	w := bufio.NewWriter(f)
-	_, err = w.Write(b)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }

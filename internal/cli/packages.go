@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -90,7 +91,7 @@ as dpkg-query -W does.`,
 			})
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	c.Flags().BoolVar(&live, "live", false, "read the running system")
 	c.Flags().BoolVar(&all, "all-states", false, "also list dpkg packages not fully installed, as dpkg-query -W does")
 	return c
@@ -169,7 +170,7 @@ Exit codes: 0 nothing found; 1 problems found; 2 nothing could be read.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	c.Flags().BoolVar(&live, "live", false, "verify the running system")
 	c.Flags().BoolVar(&noConf, "no-conffiles", false, "leave configuration files out (debsums without -a)")
 	c.Flags().BoolVar(&noUnowned, "no-unowned", false, "do not look for executables no package owns")
@@ -225,7 +226,7 @@ The output is deterministic for a given target and --created time.`,
   vouch sbom --format cyclonedx-json rootfs/ > bom.json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !contains(sbom.Formats, format) {
+			if !slices.Contains(sbom.Formats, format) {
 				return usageErrorf("unknown format %q (want %s)", format, strings.Join(sbom.Formats, " or "))
 			}
 			when := time.Now().UTC()
@@ -248,7 +249,7 @@ The output is deterministic for a given target and --created time.`,
 			return buffered(c.OutOrStdout(), func(w io.Writer) error { return doc.Write(w, format) })
 		},
 	}
-	c.Flags().StringVar(&format, "format", "", "SBOM format: "+strings.Join(sbom.Formats, " or ")+" (required)")
+	c.Flags().StringVarP(&format, "format", "o", "", "SBOM format: "+strings.Join(sbom.Formats, " or ")+" (required)")
 	c.Flags().BoolVar(&live, "live", false, "describe the running system")
 	c.Flags().StringVar(&created, "created", "", "creation time to record (RFC 3339; default now), for reproducible output")
 	return c
@@ -311,7 +312,7 @@ Exit codes: 0 no known vulnerability; 1 vulnerabilities found; 2 nothing could b
 			return nil
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	c.Flags().BoolVar(&live, "live", false, "scan the running system")
 	addVulnDBFlag(c, &db, true)
 	return c

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -9,84 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/spf13/cobra"
-
 	"github.com/vouch-dev/vouch/internal/secureboot"
-	"github.com/vouch-dev/vouch/internal/target"
 )
-
-// revocationFlags are `vouch secureboot`'s what-if revocation updates.
-type revocationFlags struct {
-	dbxUpdate string
-	sbatLevel string
-}
-
-func (rf *revocationFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&rf.dbxUpdate, "dbx-update", "", "judge a dbx update before applying it: Microsoft's signed DBXUpdate.bin (or bare signature lists) or its JSON list (dbx_info_msft_latest.json)")
-	c.Flags().StringVar(&rf.sbatLevel, "sbat-level", "", "judge a new SBAT level: latest or automatic (the levels the target's shim carries), FILE (one SbatLevel payload or an exported SbatLevel variable), or FILE#DATESTAMP / FILE#latest (one payload of a history such as shim's SbatLevel_Variable.txt)")
-}
-
-// load parses the update files; nil when none was asked for. sbatPolicy is
-// the deprecated --sbat-policy when it was given.
-func (rf *revocationFlags) load(sbatPolicy string) (*secureboot.Revocation, error) {
-	if sbatPolicy != "" {
-		if rf.sbatLevel != "" {
-			return nil, usageErrorf("--sbat-policy is the old name of --sbat-level: give only --sbat-level")
-		}
-		if _, err := secureboot.ParseSBATPolicy(sbatPolicy); err != nil {
-			return nil, usageErrorf("--sbat-policy: %v", err)
-		}
-		rf.sbatLevel = sbatPolicy
-		if sbatPolicy == "previous" {
-			rf.sbatLevel = "automatic"
-		}
-	}
-	if rf.dbxUpdate == "" && rf.sbatLevel == "" {
-		return nil, nil
-	}
-	rev := &secureboot.Revocation{}
-	var err error
-	if rf.dbxUpdate != "" {
-		if rev.DBX, err = secureboot.ReadDBXUpdate(rf.dbxUpdate); err != nil {
-			return nil, &exitError{code: ExitError, err: err}
-		}
-	}
-	if rf.sbatLevel != "" {
-		if rev.SBAT, err = secureboot.ParseSBATUpdateArg(rf.sbatLevel); err != nil {
-			return nil, &exitError{code: ExitError, err: err}
-		}
-	}
-	return rev, nil
-}
-
-// analyzeRevocation judges rev on the analysed target.
-func analyzeRevocation(t *target.Target, r *secureboot.Report, fw *secureboot.Firmware, o secureboot.Options, rev *secureboot.Revocation) (*secureboot.RevocationImpact, error) {
-	if rev == nil {
-		return nil, nil
-	}
-	imp, err := secureboot.AnalyzeRevocation(t.ESP, r.BootPaths, fw, o, *rev)
-	if err != nil {
-		var re *secureboot.RevocationError
-		if errors.As(err, &re) {
-			return nil, &exitError{code: ExitError, err: fmt.Errorf("%s: %w", t.Path, err)}
-		}
-		return nil, &exitError{code: ExitError, err: err}
-	}
-	return imp, nil
-}
-
-// revocationBreaks reports whether the update leaves the target unbootable:
-// under known firmware, when no boot path boots after it; under unknown
-// firmware, when it stops a target that boots under the stand-in.
-func revocationBreaks(imp *secureboot.RevocationImpact) bool {
-	if imp == nil {
-		return false
-	}
-	if imp.FirmwareKnown {
-		return !imp.BootsAfter
-	}
-	return imp.BootsBefore && !imp.BootsAfter
-}
 
 func writeRevocation(w io.Writer, imp *secureboot.RevocationImpact) {
 	fmt.Fprintln(w)

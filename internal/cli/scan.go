@@ -2,8 +2,8 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -26,6 +26,7 @@ func newScanCmd() *cobra.Command {
 		suites []string
 		live   bool
 		db     string
+		ff     firmwareFlags
 	)
 	c := &cobra.Command{
 		Use:   "scan [TARGET]",
@@ -37,6 +38,11 @@ could not decide; it never counts as a pass).
 
 Suites: ` + strings.Join(checks.Suites(), ", ") + `.
 
+The secure boot suite judges the target against a firmware state: --vars (an
+edk2/OVMF variable store), --efivars (a directory of variables) or --firmware (a
+what-if profile), else the running system's own efivarfs. Without one, a disk
+image's or directory's firmware-dependent checks are not applicable.
+
 --db PATH gives the packages suite an OSV vulnerability database (a directory or
 .zip of OSV JSON records, as for vouch vuln); without it the known-vulnerabilities
 check is not applicable.
@@ -44,16 +50,21 @@ check is not applicable.
 Exit codes: 0 when no failing or erroring finding is at or above --fail-on; 1 when
 one is; 2 on a usage or input error.`,
 		Example: `  vouch scan debian.qcow2
-  vouch scan --suite secureboot --fail-on medium disk.vhdx
+  vouch scan --vars /usr/share/OVMF/OVMF_VARS_4M.ms.fd debian.qcow2
+  vouch scan --suite secureboot --firmware microsoft-2023 --fail-on medium disk.vhdx
   vouch scan --format sarif / > vouch.sarif
   vouch scan --format junit rootfs/ > junit.xml
   vouch scan --suite packages --db Debian-12.zip debian.raw`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !contains(report.Formats, format) {
+			if !slices.Contains(report.Formats, format) {
 				return usageErrorf("unknown format %q (want %s)", format, strings.Join(report.Formats, ", "))
 			}
 			threshold, err := parseFailOn(failOn)
+			if err != nil {
+				return err
+			}
+			o, err := ff.options()
 			if err != nil {
 				return err
 			}
@@ -76,18 +87,20 @@ one is; 2 on a usage or input error.`,
 			if vdb != nil {
 				pkgcheck.WithVulnDB(env, vdb)
 			}
-			// The live host's own firmware variables, when it booted through UEFI.
-			fw, err := secureboot.TargetFirmware(t)
+			// The named firmware state, else the live host's own.
+			fw, _, err := ff.load(t)
 			if err != nil {
-				return &exitError{code: ExitError, err: fmt.Errorf("reading firmware variables: %w", err)}
+				return err
 			}
 			if fw != nil {
 				secureboot.SetFirmware(env, fw)
 			}
+			secureboot.SetOptions(env, o)
 			return runChecks(c, env, selected, format, threshold)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: "+strings.Join(report.Formats, ", "))
+	ff.register(c)
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: "+strings.Join(report.Formats, ", "))
 	c.Flags().StringVar(&failOn, "fail-on", "high", "exit 1 when a failing or erroring finding has this severity or higher: info, low, medium, high, critical, or none")
 	c.Flags().StringSliceVar(&suites, "suite", nil, "run only these suites (comma-separated): "+strings.Join(checks.Suites(), ", "))
 	c.Flags().BoolVar(&live, "live", false, "scan the running system")
@@ -134,15 +147,6 @@ func splitList(items []string) []string {
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // runChecks runs checks against env, writes the report in format, and returns

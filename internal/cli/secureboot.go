@@ -1,8 +1,7 @@
 package cli
 
 import (
-	"crypto/x509"
-	"encoding/pem"
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -14,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
-	"github.com/vouch-dev/vouch/internal/efi"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/target"
 )
@@ -22,101 +20,17 @@ import (
 // noUEFI is what vouch says on a live host booted without UEFI.
 const noUEFI = "no UEFI here: booted through legacy BIOS (or a container); the CA transition does not apply"
 
-// firmwareFlags are the ways to name a firmware state.
-type firmwareFlags struct {
-	vars, efivars, profile string
-	dbCerts                []string
-	sbatPolicy             string
-}
-
-func (f *firmwareFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&f.vars, "vars", "", "edk2/OVMF variable store file (e.g. OVMF_VARS_4M.ms.fd)")
-	c.Flags().StringVar(&f.efivars, "efivars", "", "directory of firmware variables: an efivarfs mount or exported Name-GUID files")
-	c.Flags().StringVar(&f.profile, "firmware", "", "what-if firmware profile: "+strings.Join(secureboot.Profiles(), ", "))
-	c.Flags().StringArrayVar(&f.dbCerts, "db-cert", nil, "add this certificate (DER or PEM) to db; repeatable")
-	c.Flags().StringVar(&f.sbatPolicy, "sbat-policy", "automatic", "shim SbatPolicy to assume: automatic (the previous level shim carries) or latest")
-	// Deprecated: `vouch secureboot --sbat-level` took it over. Hidden, not
-	// MarkDeprecated: cobra would print the notice on stdout, into the JSON.
-	_ = c.Flags().MarkHidden("sbat-policy")
-}
-
-// given reports whether a firmware source was named.
-func (f *firmwareFlags) given() bool { return f.vars != "" || f.efivars != "" || f.profile != "" }
-
-// load builds the firmware state, nil when no source was named.
-func (f *firmwareFlags) load() (*secureboot.Firmware, error) {
-	n := 0
-	for _, s := range []string{f.vars, f.efivars, f.profile} {
-		if s != "" {
-			n++
-		}
+// withDBAdd applies the change's db additions to fw (the state analysed
+// is the one after them); db additions need a firmware state.
+func withDBAdd(fw *secureboot.Firmware, ch *secureboot.Change) (*secureboot.Firmware, error) {
+	if len(ch.DBAdd) == 0 {
+		return fw, nil
 	}
-	if n > 1 {
-		return nil, usageErrorf("give one of --vars, --efivars and --firmware")
+	if fw == nil {
+		return nil, usageErrorf("--db-add adds to a firmware state: give --vars, --efivars or --firmware too")
 	}
-	if n == 0 {
-		if len(f.dbCerts) > 0 {
-			return nil, usageErrorf("--db-cert adds to a firmware state: give --vars, --efivars or --firmware too")
-		}
-		return nil, nil
-	}
-	var (
-		fw  *secureboot.Firmware
-		err error
-	)
-	switch {
-	case f.vars != "":
-		var s *efi.VarStore
-		if s, err = efi.ReadVarStoreFile(f.vars); err == nil {
-			fw, err = secureboot.FromVars(s.Vars())
-		}
-	case f.efivars != "":
-		if info, serr := os.Stat(f.efivars); serr != nil || !info.IsDir() {
-			return nil, &exitError{code: ExitError, err: fmt.Errorf("%s: not a directory of firmware variables", f.efivars)}
-		}
-		var vs *efi.VarSet
-		if vs, err = efi.ReadVarDir(os.DirFS(f.efivars), f.efivars); err == nil {
-			fw, err = secureboot.FromVars(vs)
-		}
-	default:
-		if fw, err = secureboot.FromProfile(f.profile); err != nil {
-			return nil, usageErrorf("--firmware: %v", err)
-		}
-	}
-	if err != nil {
-		return nil, &exitError{code: ExitError, err: err}
-	}
-	for _, p := range f.dbCerts {
-		c, err := readCertFile(p)
-		if err != nil {
-			return nil, &exitError{code: ExitError, err: err}
-		}
-		fw.AddDBCert(c, "--db-cert "+p)
-	}
+	fw, _ = fw.WithChange(&secureboot.Change{DBAdd: ch.DBAdd}, secureboot.Options{})
 	return fw, nil
-}
-
-func (f *firmwareFlags) options() (secureboot.Options, error) {
-	p, err := secureboot.ParseSBATPolicy(f.sbatPolicy)
-	if err != nil {
-		return secureboot.Options{}, usageErrorf("--sbat-policy: %v", err)
-	}
-	return secureboot.Options{SBATPolicy: p}, nil
-}
-
-func readCertFile(p string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	if blk, _ := pem.Decode(b); blk != nil {
-		b = blk.Bytes
-	}
-	c, err := x509.ParseCertificate(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not an X.509 certificate: %v", p, err)
-	}
-	return c, nil
 }
 
 // readImage reads and parses an EFI binary; errors name the file.
@@ -142,7 +56,7 @@ func checkFormat(format string) error {
 func newSecureBootCmd() *cobra.Command {
 	var (
 		ff     firmwareFlags
-		rf     revocationFlags
+		ch     *changeFlags
 		format string
 		live   bool
 	)
@@ -193,7 +107,7 @@ On a host booted without UEFI it says so and exits 0.`,
 		Example: `  vouch secureboot --vars /usr/share/OVMF/OVMF_VARS_4M.ms.fd debian.qcow2
   vouch secureboot --firmware microsoft-2023 --format json disk.raw
   vouch secureboot --live
-  vouch secureboot --efivars ./exported-vars --db-cert my-db.der rootfs/
+  vouch secureboot --efivars ./exported-vars --db-add my-db.der rootfs/
   vouch secureboot --vars OVMF_VARS_4M.ms.fd --dbx-update DBXUpdate.bin debian.raw
   vouch secureboot --efivars /sys/firmware/efi/efivars --dbx-update dbx_info_msft_latest.json /
   vouch secureboot --firmware microsoft-both --sbat-level latest disk.qcow2
@@ -212,14 +126,20 @@ On a host booted without UEFI it says so and exits 0.`,
 			if err != nil {
 				return err
 			}
-			rev, err := rf.load(policy)
+			if policy != "" {
+				if ch.files.SBATLevel != "" {
+					return usageErrorf("--sbat-policy is the old name of --sbat-level: give only --sbat-level")
+				}
+				if _, err := secureboot.ParseSBATPolicy(policy); err != nil {
+					return usageErrorf("--sbat-policy: %v", err)
+				}
+				ch.files.SBATLevel = strings.Replace(policy, "previous", "automatic", 1)
+			}
+			change, err := ch.load()
 			if err != nil {
 				return err
 			}
-			fw, err := ff.load()
-			if err != nil {
-				return err
-			}
+			rev := change.Revocation()
 			t, err := openTarget(targetArg(args), live)
 			if err != nil {
 				return err
@@ -232,47 +152,45 @@ On a host booted without UEFI it says so and exits 0.`,
 				_, err := fmt.Fprintln(c.OutOrStdout(), noUEFI)
 				return err
 			}
-			if fw == nil {
-				if fw, err = secureboot.TargetFirmware(t); err != nil {
-					return &exitError{code: ExitError, err: err}
-				}
-			}
-			r := secureboot.AnalyzeTarget(t, fw, o)
-			if t.ESP == nil {
-				r.Transition.Advice = "no EFI System Partition found: the target can only boot through legacy BIOS, where Secure Boot does not apply. " + r.Transition.Advice
-			}
-			imp, err := analyzeRevocation(t, r, fw, o, rev)
+			fw, _, err := ff.load(t)
 			if err != nil {
 				return err
+			}
+			if fw, err = withDBAdd(fw, change); err != nil {
+				return err
+			}
+			j, err := secureboot.JudgeTarget(t, fw, o, rev)
+			if err != nil {
+				return &exitError{code: ExitError, err: err}
 			}
 			out := struct {
 				Target string `json:"target"`
 				*secureboot.Report
 				RevocationImpact *secureboot.RevocationImpact `json:"revocationImpact,omitempty"`
-			}{t.Path, r, imp}
+			}{t.Path, j.Report, j.Impact}
 			if format == "json" {
 				err = writeJSON(c.OutOrStdout(), out)
 			} else {
 				err = buffered(c.OutOrStdout(), func(w io.Writer) error {
-					if err := writeSecureBoot(w, t, r); err != nil || imp == nil {
+					if err := writeSecureBoot(w, t, j.Report); err != nil || j.Impact == nil {
 						return err
 					}
-					writeRevocation(w, imp)
+					writeRevocation(w, j.Impact)
 					return nil
 				})
 			}
 			if err != nil {
 				return err
 			}
-			if r.Transition.FirmwareKnown && !r.Transition.BootsToday || revocationBreaks(imp) {
+			if j.Fails() {
 				return &exitError{code: ExitFindings}
 			}
 			return nil
 		},
 	}
 	ff.register(c)
-	rf.register(c)
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	ch = addChangeFlags(c, changeFirmware)
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	c.Flags().BoolVar(&live, "live", false, "inspect the running system")
 	c.AddCommand(newSignaturesCmd(), newVerifyCmd())
 	return c
@@ -376,13 +294,14 @@ whether the signature verifies, and which well-known Microsoft CA it chains to
 			})
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	return c
 }
 
 func newVerifyCmd() *cobra.Command {
 	var (
 		ff     firmwareFlags
+		ch     *changeFlags
 		format string
 	)
 	c := &cobra.Command{
@@ -396,7 +315,7 @@ Exit codes: 0 allowed, 1 denied, 2 usage or input error.`,
 		Example: `  vouch secureboot verify --vars /usr/share/OVMF/OVMF_VARS_4M.ms.fd shimx64.efi
   vouch secureboot verify --firmware microsoft-2023 --format json shimx64.efi
   vouch secureboot verify --efivars /sys/firmware/efi/efivars grubx64.efi
-  vouch secureboot verify --firmware microsoft-2011 --db-cert db-microsoft-uefi-ca-2023.der shimx64.efi`,
+  vouch secureboot verify --firmware microsoft-2011 --db-add microsoft-uefi-ca-2023 shimx64.efi`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
@@ -405,10 +324,15 @@ Exit codes: 0 allowed, 1 denied, 2 usage or input error.`,
 			if !ff.given() {
 				return usageErrorf("verify needs a firmware state: --vars FILE.fd, --efivars DIR or --firmware PROFILE")
 			}
-			fw, err := ff.load()
+			change, err := ch.load()
 			if err != nil {
 				return err
 			}
+			fw, _, err := ff.load(nil)
+			if err != nil {
+				return err
+			}
+			fw, _ = fw.WithChange(change, secureboot.Options{})
 			img, err := readImage(args[0])
 			if err != nil {
 				return err
@@ -432,7 +356,8 @@ Exit codes: 0 allowed, 1 denied, 2 usage or input error.`,
 		},
 	}
 	ff.register(c)
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	ch = addChangeFlags(c, changeDB|changeDBX)
+	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	return c
 }
 
@@ -549,7 +474,7 @@ func stageWords(st secureboot.Stage) string {
 	case !d.Enforced:
 		s = "allowed, not enforced: " + d.Reason
 	case d.Allowed:
-		s = "allowed: " + firstNonEmptyString(d.AuthorizedBy, d.Reason)
+		s = "allowed: " + cmp.Or(d.AuthorizedBy, d.Reason)
 	default:
 		s = "REFUSED: " + d.Reason
 	}
@@ -557,15 +482,6 @@ func stageWords(st secureboot.Stage) string {
 		s += "; " + st.SelfCheck.Reason
 	}
 	return s
-}
-
-func firstNonEmptyString(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }
 
 func orNone(s []string) string {

@@ -186,7 +186,7 @@ func TestSecureBootVerify(t *testing.T) {
 		{[]string{"--vars", ovmfVarsFile, shim2023}, 1, ""},
 		{[]string{"--firmware", "microsoft-2023", shim2023}, 0, "microsoft-uefi-ca-2023"},
 		{[]string{"--firmware", "microsoft-2011", shim2023}, 1, ""},
-		{[]string{"--firmware", "microsoft-2011", "--db-cert", ca2023, shim2023}, 0, "--db-cert"},
+		{[]string{"--firmware", "microsoft-2011", "--db-add", "microsoft-uefi-ca-2023", shim2023}, 0, "--db-add microsoft-uefi-ca-2023"},
 		{[]string{"--efivars", testfixtures.Data("secureboot", "efivars-shim-test-data-1"), shimFile}, 0, "microsoft-uefi-ca-2011"},
 	}
 	for _, c := range cases {
@@ -219,7 +219,7 @@ func TestSecureBootVerify(t *testing.T) {
 		{"secureboot", "verify", "--firmware", "microsoft-2099", shimFile},
 		{"secureboot", "verify", "--firmware", "microsoft-2011", "--vars", ovmfVarsFile, shimFile},
 		{"secureboot", "verify", "--firmware", "microsoft-2011", "--format", "xml", shimFile},
-		{"secureboot", "--db-cert", ca2023, t.TempDir()},
+		{"secureboot", "--db-add", ca2023, t.TempDir()},
 	} {
 		if code, out, errs := run(t, args...); code != 2 || out != "" || errs == "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)

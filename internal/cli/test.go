@@ -15,9 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vouch-dev/vouch/internal/atomicfile"
 	"github.com/vouch-dev/vouch/internal/imagetest"
 	"github.com/vouch-dev/vouch/internal/nvram"
-	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/vm"
 )
 
@@ -68,14 +68,15 @@ Firmware (UEFI by default, Debian's OVMF from /usr/share/OVMF, package ovmf):
   --secure-boot=off   OVMF_CODE_4M.fd with the empty OVMF_VARS_4M.fd
   --vars FILE.fd      start from this variable store instead (a copy is used)
   --firmware PROFILE  db and KEK set to microsoft-2011, microsoft-2023 or
-                      microsoft-both in a copy of OVMF_VARS_4M.ms.fd; the
-                      certificates come from --certs DIR
+                      microsoft-both in a copy of OVMF_VARS_4M.ms.fd, with
+                      the built-in Microsoft certificates (--certs DIR to
+                      take them from a folder)
   --bios              legacy BIOS (SeaBIOS); Secure Boot cases are SKIPPED
 The Secure Boot state the guest must show follows the variable store: on when PK
 is enrolled.
 
 --firmware-matrix boots the image on the microsoft-2011, microsoft-2023 and
-microsoft-both firmware (Secure Boot on, --certs DIR needed) and prints what booted
+microsoft-both firmware (Secure Boot on) and prints what booted
 next to what 'vouch secureboot --firmware PROFILE' predicts for the image, calling
 out any disagreement. A boot counts once the kernel starts (shim, GRUB and the
 kernel have passed verification); --full-boot waits for the login prompt.
@@ -100,10 +101,10 @@ the boot disagrees with the prediction), 2 bad input or the test could not run
 (QEMU or OVMF missing, unreadable image, ...).`,
 		Example: `  vouch test debian-cloud.qcow2
   vouch test --priority 0,1 --format junit --output results.xml image.qcow2
-  vouch test --firmware microsoft-2023 --certs ./certs --format html --output report.html disk.raw
+  vouch test --firmware microsoft-2023 --format html --output report.html disk.raw
   vouch test --secure-boot=off --area boot,kernel disk.vhdx
   vouch test --case 'network.*' --exclude network.dns image.qcow2
-  vouch test --firmware-matrix --certs ./certs debian.raw
+  vouch test --firmware-matrix debian.raw
   vouch test --list --priority 0`,
 		Args: func(c *cobra.Command, args []string) error {
 			if f.list {
@@ -119,9 +120,9 @@ the boot disagrees with the prediction), 2 bad input or the test could not run
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.vars, "vars", "", "edk2/OVMF variable store to boot with (a copy is used)")
-	fl.StringVar(&f.profile, "firmware", "", "firmware profile: "+strings.Join(imagetest.MatrixProfiles, ", ")+" (needs --certs)")
-	fl.StringVar(&f.certs, "certs", "", "directory of the Microsoft certificates (DER or PEM) for --firmware and --firmware-matrix")
+	fl.StringVar(&f.vars, "vars", "", varsHelp+" to boot with (a copy is used)")
+	fl.StringVar(&f.profile, "firmware", "", firmwareHelp+strings.Join(imagetest.MatrixProfiles, ", "))
+	fl.StringVar(&f.certs, "certs", "", "take the Microsoft certificates of --firmware and --firmware-matrix from this folder (DER or PEM; default: the built-in ones)")
 	fl.StringVar(&f.secureBoot, "secure-boot", "on", "Secure Boot firmware: on (OVMF secboot build with SMM) or off")
 	fl.BoolVar(&f.bios, "bios", false, "boot with legacy BIOS (SeaBIOS) instead of UEFI")
 	fl.IntSliceVar(&f.priorities, "priority", nil, "run cases of these priorities (0-5; e.g. 0,1)")
@@ -129,7 +130,7 @@ the boot disagrees with the prediction), 2 bad input or the test could not run
 	fl.StringSliceVar(&f.cases, "case", nil, "run these cases (names or globs)")
 	fl.StringSliceVar(&f.excludes, "exclude", nil, "leave out these cases (names or globs)")
 	fl.StringSliceVar(&f.tags, "tag", nil, "run cases with any of these tags (e.g. smoke, offline)")
-	fl.StringVar(&f.format, "format", "table", "output format: table, json, junit or html")
+	fl.StringVarP(&f.format, "format", "o", "table", "output format: table, json, junit or html")
 	fl.StringVar(&f.output, "output", "", "write the report to this file (written whole at the end)")
 	fl.StringVar(&f.consoleLog, "console-log", "", "save the serial console to this file")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "hard limit for the VM's life (all boots and cases)")
@@ -264,20 +265,17 @@ func testFirmware(f *testFlags) (vm.Firmware, string, func(), error) {
 		}
 		return vm.Firmware{Boot: vm.BIOS}, "legacy BIOS", none, nil
 	}
+	// The one firmware loader checks the flags (one source, a readable
+	// store, a known profile) as every other command does.
+	ff := firmwareFlags{vars: f.vars, profile: f.profile}
+	if _, _, err := ff.load(nil); err != nil {
+		return fw, "", none, err
+	}
 	switch {
 	case f.vars != "":
-		if _, err := nvram.Open(f.vars); err != nil {
-			return fw, "", none, &exitError{code: ExitError, err: fmt.Errorf("--vars %s: %w", f.vars, err)}
-		}
 		fw.Vars = f.vars
 		return fw, "variable store " + f.vars, none, nil
 	case f.profile != "":
-		if _, err := secureboot.FromProfile(f.profile); err != nil {
-			return fw, "", none, usageErrorf("--firmware: %v", err)
-		}
-		if f.certs == "" {
-			return fw, "", none, usageErrorf("--firmware %s builds db and KEK from the Microsoft certificates: give --certs DIR", f.profile)
-		}
 		tmplPath := filepath.Join(vm.OVMFDir, "OVMF_VARS_4M.ms.fd")
 		tmpl, err := os.ReadFile(tmplPath)
 		if err != nil {
@@ -308,9 +306,6 @@ func runMatrix(c *cobra.Command, image string, f *testFlags) error {
 	}
 	if f.format != "table" && f.format != "json" {
 		return usageErrorf("--firmware-matrix writes table or json")
-	}
-	if f.certs == "" {
-		return usageErrorf("--firmware-matrix builds the firmware profiles from the Microsoft certificates: give --certs DIR")
 	}
 	if err := checkOutputPath(f.output); err != nil {
 		return err
@@ -369,17 +364,7 @@ func writeReport(stdout io.Writer, f *testFlags, render func(io.Writer) error) e
 		_, err := stdout.Write(buf.Bytes())
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(f.output), "."+filepath.Base(f.output)+".tmp-")
-	if err != nil {
-		return &exitError{code: ExitError, err: err}
-	}
-	_, werr := tmp.Write(buf.Bytes())
-	if err := errors.Join(werr, tmp.Close()); err != nil {
-		os.Remove(tmp.Name())
-		return &exitError{code: ExitError, err: err}
-	}
-	if err := os.Rename(tmp.Name(), f.output); err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Write(f.output, buf.Bytes(), atomicfile.Options{Mode: 0o644}); err != nil {
 		return &exitError{code: ExitError, err: err}
 	}
 	return nil

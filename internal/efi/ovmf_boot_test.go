@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/internal/testfixtures"
+	"github.com/vouch-dev/vouch/internal/vm"
 )
 
 // TestOVMFBootKeepsWrites is the truth test for store writing: a copy of
@@ -61,6 +62,12 @@ func TestOVMFBootKeepsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The machine-wide budget of QEMU guests (internal/vm).
+	slot, err := vm.AcquireSlot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu,

@@ -20,21 +20,19 @@
 package gate
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/secureboot"
+	"github.com/vouch-dev/vouch/internal/target"
 )
 
-// Binary is an EFI binary to judge.
-type Binary struct {
-	// Name is how messages call it: a file path, or "PKG.deb:usr/lib/...".
-	Name  string
-	Image *authenticode.Image
-}
+// Binary is an EFI binary to judge (the binary of a secureboot.Change).
+type Binary = secureboot.Binary
 
 // InputError is a file that is not what the gate needs (not a PE image, not
 // a shim).
@@ -183,7 +181,7 @@ func Judge(r Request) *Verdict {
 	}
 	v.Outcome, v.Boots = Safe, true
 	fwc := v.Checks[0].Decision
-	v.Message = fmt.Sprintf("%s boots on this firmware: %s", r.Shim.Name, firstNonEmpty(fwc.AuthorizedBy, fwc.Reason))
+	v.Message = fmt.Sprintf("%s boots on this firmware: %s", r.Shim.Name, cmp.Or(fwc.AuthorizedBy, fwc.Reason))
 	var also []string
 	for _, c := range v.Checks[1:] {
 		switch {
@@ -254,9 +252,9 @@ func explain(r Request, fw *secureboot.Firmware, c Check) (msg, advice string) {
 		case len(shimCAs) > 0 && !anyIn(shimCAs, fw.DBCAs):
 			msg = fmt.Sprintf("%s; %s is signed %s%s: %s.", dbWords(fw), name, onlyWord(shimCAs), caList(shimCAs), unbootable)
 			switch {
-			case contains(shimCAs, secureboot.CAUEFI2023) && !fw.TrustsCA(secureboot.CAUEFI2023):
+			case slices.Contains(shimCAs, secureboot.CAUEFI2023) && !fw.TrustsCA(secureboot.CAUEFI2023):
 				advice = UpdateDBAdvice
-			case contains(shimCAs, secureboot.CAUEFI2011) && !fw.TrustsCA(secureboot.CAUEFI2011):
+			case slices.Contains(shimCAs, secureboot.CAUEFI2011) && !fw.TrustsCA(secureboot.CAUEFI2011):
 				advice = "Install a shim signed by the Microsoft UEFI CA 2023 instead (a dual-signed build boots on firmware that trusts either CA), or add the Microsoft Corporation UEFI CA 2011 to db."
 			default:
 				advice = "Add the CA that signed the shim to db, or install a shim signed by a CA this db holds."
@@ -387,58 +385,15 @@ func fallbackStages(root fs.FS, label string, s *Stages) {
 		}
 	}
 	if s.Kernel == nil {
-		entries, _ := fs.ReadDir(root, "boot")
-		var names []string
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), "vmlinuz-") && e.Type().IsRegular() {
-				names = append(names, e.Name())
-			}
-		}
-		sort.Slice(names, func(i, j int) bool { return naturalLess(names[j], names[i]) })
-		for _, n := range names {
-			if b, err := fs.ReadFile(root, "boot/"+n); err == nil {
+		for _, p := range target.Kernels(root) {
+			if b, err := fs.ReadFile(root, p); err == nil {
 				if img, err := authenticode.Parse(b); err == nil {
-					s.Kernel = &Binary{Name: label + "boot/" + n, Image: img}
+					s.Kernel = &Binary{Name: label + p, Image: img}
 					return
 				}
 			}
 		}
 	}
-}
-
-// naturalLess orders strings with their digit runs compared as numbers
-// ("vmlinuz-6.1.0-9" < "vmlinuz-6.1.0-10").
-func naturalLess(a, b string) bool {
-	for a != "" && b != "" {
-		da, db := isDigit(a[0]), isDigit(b[0])
-		if da && db {
-			i, j := digits(a), digits(b)
-			na, nb := strings.TrimLeft(a[:i], "0"), strings.TrimLeft(b[:j], "0")
-			if len(na) != len(nb) {
-				return len(na) < len(nb)
-			}
-			if na != nb {
-				return na < nb
-			}
-			a, b = a[i:], b[j:]
-			continue
-		}
-		if a[0] != b[0] {
-			return a[0] < b[0]
-		}
-		a, b = a[1:], b[1:]
-	}
-	return len(a) < len(b)
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func digits(s string) int {
-	i := 0
-	for i < len(s) && isDigit(s[i]) {
-		i++
-	}
-	return i
 }
 
 // PackageStages returns the GRUB and kernel that packages of the same
@@ -477,16 +432,7 @@ func (p *Package) Binary(f *EFIFile) *Binary {
 
 func anyIn(a, b []string) bool {
 	for _, x := range a {
-		if contains(b, x) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+		if slices.Contains(b, x) {
 			return true
 		}
 	}
@@ -498,13 +444,4 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/vouch-dev/vouch/internal/secureboot"
 )
 
 // AptArchives reads what apt writes on the standard input of a
@@ -158,6 +161,72 @@ func (c HookConfig) Validate() error {
 		}
 	}
 	return nil
+}
+
+// HookOptions are install-hook's choices.
+type HookOptions struct {
+	// Root is the system configured (absolute).
+	Root string
+	// Vouch is vouch's absolute path inside Root; "" takes Executable.
+	Vouch string
+	// Executable is the running vouch (symlinks resolved), which must lie
+	// under Root when Vouch is "".
+	Executable string
+	// Firmware is what the hooks judge against; its files are paths
+	// inside Root and must exist (a hook that cannot read them would stop
+	// every install). None: the hooks read the running system's efivarfs.
+	Firmware   secureboot.FirmwareSource
+	SBATPolicy string
+}
+
+// NewHookConfig checks install-hook's choices against the system and
+// returns the configuration to write. Errors say what to change.
+func NewHookConfig(o HookOptions) (HookConfig, error) {
+	var cfg HookConfig
+	vouch := o.Vouch
+	if vouch == "" {
+		exe := o.Executable
+		if tmp, err := filepath.EvalSymlinks(os.TempDir()); err == nil && o.Root == "/" && strings.HasPrefix(exe, tmp+string(filepath.Separator)) {
+			return cfg, fmt.Errorf("gate: the running vouch (%s) is a temporary build (go run?): install it and give --vouch /PATH/INSIDE/ROOT", exe)
+		}
+		rel, err := filepath.Rel(o.Root, exe)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return cfg, fmt.Errorf("gate: the running vouch (%s) is not inside --root %s: copy it there and give --vouch /PATH/INSIDE/ROOT", exe, o.Root)
+		}
+		vouch = "/" + rel
+	} else if info, err := os.Stat(filepath.Join(o.Root, vouch)); err != nil || info.IsDir() {
+		return cfg, fmt.Errorf("gate: --vouch %s: no such file under %s", vouch, o.Root)
+	}
+	cfg.Vouch = vouch
+	src := o.Firmware
+	n := 0
+	for _, f := range []struct{ flag, v string }{{"--vars", src.Vars}, {"--efivars", src.EFIVars}, {"--firmware", src.Profile}} {
+		if f.v == "" {
+			continue
+		}
+		n++
+		if f.flag != "--firmware" {
+			if !filepath.IsAbs(f.v) {
+				return cfg, fmt.Errorf("gate: %s %s: give the absolute path inside --root", f.flag, f.v)
+			}
+			if _, err := os.Stat(filepath.Join(o.Root, f.v)); err != nil {
+				return cfg, fmt.Errorf("gate: %s %s: no such file under %s (a hook that cannot read it would stop every install)", f.flag, f.v, o.Root)
+			}
+		} else if _, err := secureboot.FromProfile(f.v); err != nil {
+			return cfg, fmt.Errorf("gate: --firmware: %w", err)
+		}
+		cfg.Args = append(cfg.Args, f.flag, f.v)
+	}
+	if n > 1 {
+		return cfg, fmt.Errorf("gate: give one of --vars, --efivars and --firmware")
+	}
+	if _, err := secureboot.ParseSBATPolicy(o.SBATPolicy); err != nil {
+		return cfg, fmt.Errorf("gate: --sbat-policy: %w", err)
+	}
+	if o.SBATPolicy != "" && o.SBATPolicy != "automatic" {
+		cfg.Args = append(cfg.Args, "--sbat-policy", o.SBATPolicy)
+	}
+	return cfg, cfg.Validate()
 }
 
 // shellWords quotes words for sh -c.

@@ -13,6 +13,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/vouch-dev/vouch/internal/pkgdb"
 )
 
 // The rpm format (rpm's doc/manual/format.md, lib/header.c, lib/rpmlead.c):
@@ -31,37 +33,17 @@ const (
 	rpmMaxTags = 0xffff
 	rpmMaxData = 256 << 20
 
-	rpmTagName       = 1000
-	rpmTagVersion    = 1001
-	rpmTagRelease    = 1002
-	rpmTagDirIndexes = 1116
-	rpmTagBasenames  = 1117
-	rpmTagDirnames   = 1118
-	rpmTagPayloadFmt = 1124
-	rpmTagPayloadCmp = 1125
-
+	// Payload tags pkgdb does not name (the header parser is pkgdb's).
+	rpmTagPayloadFmt        = 1124
+	rpmTagPayloadCmp        = 1125
 	rpmTagPayloadDigest     = 5092
 	rpmTagPayloadDigestAlgo = 5093
-
-	rpmTypeInt32 = 4
-
-	rpmTypeString      = 6
-	rpmTypeStringArray = 8
-	rpmTypeI18NString  = 9
 
 	cpioHeaderLen = 110
 )
 
 // IsRPM reports whether b (the start of a file) is an rpm package.
 func IsRPM(b []byte) bool { return peekMagic(b, rpmLeadMagic) }
-
-// rpmHeader is a parsed header structure.
-type rpmHeader struct {
-	entries map[uint32]rpmEntry
-	data    []byte
-}
-
-type rpmEntry struct{ typ, off, count uint32 }
 
 // ReadRPM reads an .rpm from r (file names it in errors) and returns the
 // EFI binaries its payload would install. As for a .deb, the payload is
@@ -97,20 +79,20 @@ func ReadRPM(r io.Reader, file string, o ReadOptions) (*Package, error) {
 	if err != nil {
 		return nil, bad("main header: %v", err)
 	}
-	p.Name, _ = h2.str(rpmTagName)
-	v, _ := h2.str(rpmTagVersion)
-	rel, _ := h2.str(rpmTagRelease)
+	p.Name = h2.String(pkgdb.TagName)
+	v := h2.String(pkgdb.TagVersion)
+	rel := h2.String(pkgdb.TagRelease)
 	if v != "" && rel != "" {
 		v += "-" + rel
 	}
 	p.Version = v
-	format, ok := h2.str(rpmTagPayloadFmt)
+	format, ok := h2.String(rpmTagPayloadFmt), h2.Has(rpmTagPayloadFmt)
 	if ok && format != "cpio" {
 		return nil, bad("payload format %q is not supported (want cpio)", format)
 	}
-	comp, haveComp := h2.str(rpmTagPayloadCmp)
-	if base, ok := h2.strs(rpmTagBasenames); ok {
-		dirs, _ := h2.strs(rpmTagDirnames)
+	comp, haveComp := h2.String(rpmTagPayloadCmp), h2.Has(rpmTagPayloadCmp)
+	if base := h2.Strings(pkgdb.TagBasenames); base != nil {
+		dirs := h2.Strings(pkgdb.TagDirnames)
 		efi, boot := 0, 0
 		for _, b := range base {
 			if efiName(b) {
@@ -137,10 +119,10 @@ func ReadRPM(r io.Reader, file string, o ReadOptions) (*Package, error) {
 		want string
 		src  io.Reader = br
 	)
-	if d, ok := h2.strs(rpmTagPayloadDigest); ok && len(d) > 0 {
+	if d := h2.Strings(rpmTagPayloadDigest); len(d) > 0 {
 		algo := uint32(8) // PGPHASHALGO_SHA256, rpm's default
-		if a, ok := h2.int32(rpmTagPayloadDigestAlgo); ok {
-			algo = a
+		if a := h2.Ints(rpmTagPayloadDigestAlgo); len(a) > 0 {
+			algo = uint32(a[0])
 		}
 		if newHash, ok := pgpHash[algo]; ok {
 			h, want = newHash(), strings.ToLower(d[0])
@@ -171,9 +153,10 @@ func ReadRPM(r io.Reader, file string, o ReadOptions) (*Package, error) {
 	return p, nil
 }
 
-// readRPMHeader reads one header structure at offset off and returns it and
-// its length.
-func readRPMHeader(r io.Reader, off int64) (*rpmHeader, int64, error) {
+// readRPMHeader reads one header structure at offset off from the stream
+// (the magic and reserved bytes, then the blob pkgdb.ParseHeader parses:
+// counts, index and data) and returns it and its length.
+func readRPMHeader(r io.Reader, off int64) (*pkgdb.Header, int64, error) {
 	pre := make([]byte, 16)
 	if _, err := io.ReadFull(r, pre); err != nil {
 		return nil, 0, fmt.Errorf("truncated at offset %d", off)
@@ -189,46 +172,18 @@ func readRPMHeader(r io.Reader, off int64) (*rpmHeader, int64, error) {
 	if hsize > rpmMaxData {
 		return nil, 0, fmt.Errorf("data size %d at offset %d exceeds %d MiB", hsize, off, rpmMaxData>>20)
 	}
-	idx := make([]byte, int(nindex)*16)
-	if _, err := io.ReadFull(r, idx); err != nil {
-		return nil, 0, fmt.Errorf("index truncated at offset %d", off+16)
-	}
-	// Grow with what is there rather than trusting hsize for the
+	// Grow with what is there rather than trusting the sizes for the
 	// allocation: a corrupt size must not cost 256 MiB.
-	data, err := io.ReadAll(io.LimitReader(r, int64(hsize)))
-	if err != nil || len(data) != int(hsize) {
-		return nil, 0, fmt.Errorf("data (%d bytes) truncated at offset %d", hsize, off+16+int64(len(idx)))
+	want := int64(nindex)*16 + int64(hsize)
+	rest, err := io.ReadAll(io.LimitReader(r, want))
+	if err != nil || int64(len(rest)) != want {
+		return nil, 0, fmt.Errorf("index and data (%d bytes) truncated at offset %d", want, off+16)
 	}
-	h := &rpmHeader{entries: map[uint32]rpmEntry{}, data: data}
-	for i := 0; i < int(nindex); i++ {
-		e := idx[i*16:]
-		tag := be.Uint32(e)
-		en := rpmEntry{typ: be.Uint32(e[4:]), off: be.Uint32(e[8:]), count: be.Uint32(e[12:])}
-		if en.off > hsize {
-			return nil, 0, fmt.Errorf("tag %d data offset %d is past the %d-byte data", tag, en.off, hsize)
-		}
-		h.entries[tag] = en
+	h, err := pkgdb.ParseHeader(append(pre[8:16:16], rest...))
+	if err != nil {
+		return nil, 0, fmt.Errorf("at offset %d: %w", off, err)
 	}
-	return h, 16 + int64(len(idx)) + int64(hsize), nil
-}
-
-// str returns a STRING (or the first I18NSTRING) tag.
-func (h *rpmHeader) str(tag uint32) (string, bool) {
-	e, ok := h.entries[tag]
-	if !ok || (e.typ != rpmTypeString && e.typ != rpmTypeI18NString && e.typ != rpmTypeStringArray) {
-		return "", false
-	}
-	s, _, ok := cstring(h.data, int(e.off))
-	return s, ok
-}
-
-// int32 returns the first value of an INT32 tag.
-func (h *rpmHeader) int32(tag uint32) (uint32, bool) {
-	e, ok := h.entries[tag]
-	if !ok || e.typ != rpmTypeInt32 || e.count == 0 || int(e.off)+4 > len(h.data) {
-		return 0, false
-	}
-	return binary.BigEndian.Uint32(h.data[e.off:]), true
+	return h, 16 + want, nil
 }
 
 // pgpHash maps rpm's PGPHASHALGO numbers (RFC 4880 §9.4) to hashes.
@@ -241,39 +196,6 @@ func short(s string) string {
 		return s[:16] + "…"
 	}
 	return s
-}
-
-// strs returns a STRING_ARRAY tag.
-func (h *rpmHeader) strs(tag uint32) ([]string, bool) {
-	e, ok := h.entries[tag]
-	if !ok || e.typ != rpmTypeStringArray || e.count > uint32(len(h.data)) {
-		return nil, false
-	}
-	out := make([]string, 0, e.count)
-	at := int(e.off)
-	for i := uint32(0); i < e.count; i++ {
-		s, next, ok := cstring(h.data, at)
-		if !ok {
-			return nil, false
-		}
-		out = append(out, s)
-		at = next
-	}
-	return out, true
-}
-
-func cstring(b []byte, at int) (string, int, bool) {
-	if at < 0 || at >= len(b) {
-		return "", 0, false
-	}
-	end := at
-	for end < len(b) && b[end] != 0 {
-		end++
-	}
-	if end == len(b) {
-		return "", 0, false
-	}
-	return string(b[at:end]), end + 1, true
 }
 
 // readCpio walks a newc cpio archive (cpio(5): a 110-byte ASCII header of

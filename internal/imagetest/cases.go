@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -377,7 +378,7 @@ func rootReadWrite(ctx context.Context, env *Env) Outcome {
 		return fail("findmnt could not describe /", log...)
 	}
 	opts := MountOptions(f[2])
-	if !contains(opts, "rw") {
+	if !slices.Contains(opts, "rw") {
 		return fail("/ ("+f[0]+", "+f[1]+") is mounted "+f[2], log...)
 	}
 	const probe = "sh -c 'touch /.vouch-rw-probe && rm /.vouch-rw-probe'"

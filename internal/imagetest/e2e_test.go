@@ -203,7 +203,7 @@ func TestE2EFirmwareMatrix(t *testing.T) {
 	work := t.TempDir()
 	var rows []string
 	mx, err := RunMatrix(context.Background(), MatrixConfig{
-		Image: img, CertDir: testfixtures.Data("secureboot", "certs"), Accel: "tcg", WorkDir: work,
+		Image: img, Accel: "tcg", WorkDir: work,
 		BootTimeout: 4 * time.Minute,
 		Observer:    func(r MatrixRow) { rows = append(rows, r.Profile+": "+r.Outcome) },
 	})

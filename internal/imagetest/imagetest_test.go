@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,10 +146,10 @@ func TestSelect(t *testing.T) {
 			if len(got) != tc.want {
 				t.Errorf("selected %d, want %d: %v", len(got), tc.want, n)
 			}
-			if tc.has != "" && !contains(n, tc.has) {
+			if tc.has != "" && !slices.Contains(n, tc.has) {
 				t.Errorf("%s not selected: %v", tc.has, n)
 			}
-			if tc.hasnt != "" && contains(n, tc.hasnt) {
+			if tc.hasnt != "" && slices.Contains(n, tc.hasnt) {
 				t.Errorf("%s selected: %v", tc.hasnt, n)
 			}
 		})
@@ -272,7 +273,7 @@ func TestGuestParsers(t *testing.T) {
 	if s := Swaps("Filename Type Size Used Priority\n/dev/vda3 partition 1048572 0 -2\n"); !reflect.DeepEqual(s, []string{"/dev/vda3"}) {
 		t.Errorf("swap: %q", s)
 	}
-	if o := MountOptions("rw,relatime,errors=remount-ro\n"); !contains(o, "rw") {
+	if o := MountOptions("rw,relatime,errors=remount-ro\n"); !slices.Contains(o, "rw") {
 		t.Errorf("MountOptions = %q", o)
 	}
 }

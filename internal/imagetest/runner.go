@@ -2,7 +2,6 @@ package imagetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vouch-dev/vouch/internal/atomicfile"
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/efi"
 	"github.com/vouch-dev/vouch/internal/secureboot"
@@ -342,26 +342,12 @@ func (r *runner) run(ctx context.Context, needVM bool) error {
 	return ctx.Err()
 }
 
-// copyAtomic copies src to dst through a temporary file in dst's directory,
-// so dst is either complete or untouched.
+// copyAtomic copies src to dst (atomicfile.Write), so dst is either complete
+// or untouched.
 func copyAtomic(src, dst string) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(b)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
+	return atomicfile.Write(dst, b, atomicfile.Options{Mode: 0o600})
 }

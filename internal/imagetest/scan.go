@@ -3,6 +3,7 @@ package imagetest
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -246,7 +247,7 @@ func DynamicAddresses(out string) (dynamic, static []string) {
 			continue
 		}
 		label := addr + " on " + dev
-		if contains(f, "dynamic") {
+		if slices.Contains(f, "dynamic") {
 			dynamic = append(dynamic, label)
 		} else {
 			static = append(static, label)
@@ -272,13 +273,4 @@ func Swaps(procSwaps string) []string {
 // MountOptions returns the options of `findmnt -n -o OPTIONS /`.
 func MountOptions(out string) []string {
 	return strings.Split(strings.TrimSpace(out), ",")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package imagetest
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -35,7 +36,7 @@ func (s Selection) matches(c Case) bool {
 	if len(s.Names) > 0 && !anyMatch(s.Names, c.Name) {
 		return false
 	}
-	if len(s.Areas) > 0 && !contains(s.Areas, c.Area) {
+	if len(s.Areas) > 0 && !slices.Contains(s.Areas, c.Area) {
 		return false
 	}
 	if len(s.Priorities) > 0 {
@@ -50,7 +51,7 @@ func (s Selection) matches(c Case) bool {
 	if len(s.Tags) > 0 {
 		ok := false
 		for _, t := range s.Tags {
-			ok = ok || contains(c.Tags, t)
+			ok = ok || slices.Contains(c.Tags, t)
 		}
 		if !ok {
 			return false

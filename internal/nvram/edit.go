@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/efi"
+	"github.com/vouch-dev/vouch/internal/mscerts"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 )
 
@@ -197,29 +197,6 @@ func ParseHash(s string) ([]byte, error) {
 	return b, nil
 }
 
-// ReadCertFile reads one certificate, DER or PEM.
-func ReadCertFile(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("nvram: %w", err)
-	}
-	c, err := parseCert(b)
-	if err != nil {
-		return nil, fmt.Errorf("nvram: %s: not an X.509 certificate (DER or PEM): %w", path, err)
-	}
-	return c, nil
-}
-
-func parseCert(b []byte) (*x509.Certificate, error) {
-	if blk, _ := pem.Decode(b); blk != nil {
-		if blk.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %q is not a CERTIFICATE", blk.Type)
-		}
-		b = blk.Bytes
-	}
-	return x509.ParseCertificate(b)
-}
-
 // CertDir holds the certificates found in a folder, by SHA-256 fingerprint.
 type CertDir struct {
 	Dir   string
@@ -239,11 +216,17 @@ func LoadCertDir(dir string) (*CertDir, error) {
 		return nil, fmt.Errorf("nvram: %s: not a folder of certificates", dir)
 	}
 	cd := &CertDir{Dir: dir, certs: map[string]*x509.Certificate{}}
+	// WalkDir does not follow a link given as the root; a linked folder
+	// is still the folder the user named.
+	root := dir
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		root = r
+	}
 	// Unreadable entries are skipped, like files that are no certificate:
 	// a missing CA is reported by name when it is asked for.
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == dir {
+			if p == root {
 				return err
 			}
 			if d != nil && d.IsDir() {
@@ -261,7 +244,7 @@ func LoadCertDir(dir string) (*CertDir, error) {
 		if err != nil {
 			return nil
 		}
-		c, err := parseCert(b)
+		c, err := mscerts.Parse(b)
 		if err != nil {
 			return nil
 		}
@@ -276,8 +259,15 @@ func LoadCertDir(dir string) (*CertDir, error) {
 }
 
 // CA returns the certificate of a known Microsoft CA (authenticode.KnownCAs
-// ID), matched by the SHA-256 fingerprint of its DER.
+// ID), matched by the SHA-256 fingerprint of its DER. A nil CertDir gives
+// the built-in certificate (internal/mscerts).
 func (cd *CertDir) CA(id string) (*x509.Certificate, error) {
+	if cd == nil {
+		if c, ok := mscerts.Lookup(id); ok {
+			return c, nil
+		}
+		return nil, fmt.Errorf("nvram: no built-in certificate %q", id)
+	}
 	for _, k := range authenticode.KnownCAs() {
 		if k.ID != id {
 			continue
@@ -291,8 +281,8 @@ func (cd *CertDir) CA(id string) (*x509.Certificate, error) {
 }
 
 // SetProfile rewrites db and KEK to hold exactly the profile's Microsoft CAs
-// (secureboot.ProfileCAs), taken from certs; PK, dbx and every other variable
-// are kept. db and KEK keep their attributes and timestamps.
+// (secureboot.ProfileCAs), taken from certs, or the built-in certificates
+// when certs is nil; PK, dbx and every other variable are kept. db and KEK keep their attributes and timestamps.
 func (s *Store) SetProfile(profile string, certs *CertDir) ([]Change, error) {
 	dbIDs, kekIDs, err := secureboot.ProfileCAs(profile)
 	if err != nil {
@@ -371,17 +361,20 @@ func commonEntries(a, b []byte) int {
 
 // ProfileStore returns a copy of the store image template with db and KEK
 // set to a firmware profile's Microsoft CAs (microsoft-2011, microsoft-2023,
-// microsoft-both), whose certificates come from certDir. It is what
-// `vouch firmware vars STORE set-profile` writes, for callers that build VM
-// firmware states (vouch test --firmware).
+// microsoft-both), whose certificates come from certDir, or are the
+// built-in ones when certDir is "". It is what `vouch firmware vars STORE
+// set-profile` writes, for callers that build VM firmware states (vouch test
+// --firmware).
 func ProfileStore(template []byte, profile string, certDir string) ([]byte, error) {
 	s, err := Parse(template, "template variable store")
 	if err != nil {
 		return nil, err
 	}
-	cd, err := LoadCertDir(certDir)
-	if err != nil {
-		return nil, err
+	var cd *CertDir
+	if certDir != "" {
+		if cd, err = LoadCertDir(certDir); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := s.SetProfile(profile, cd); err != nil {
 		return nil, err

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vouch-dev/vouch/internal/mscerts"
+
 	"github.com/vouch-dev/vouch/internal/efi"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
@@ -58,7 +60,7 @@ func msStore(t testing.TB) *Store {
 
 func cert(t testing.TB, name string) *x509.Certificate {
 	t.Helper()
-	c, err := ReadCertFile(filepath.Join(certDir, name))
+	c, err := mscerts.Read(filepath.Join(certDir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,6 +507,17 @@ func TestSetProfile(t *testing.T) {
 				t.Errorf("second set-profile changed the store (%v)", err)
 			}
 		})
+	}
+	// The built-in certificates (no folder) give the same stores.
+	for _, p := range secureboot.Profiles() {
+		a, err := ProfileStore(orig.Bytes(), p, certDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ProfileStore(orig.Bytes(), p, "")
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s: built-in certificates give a different store (%v)", p, err)
+		}
 	}
 	// A folder without the CAs: the first missing one is named.
 	empty := t.TempDir()

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vouch-dev/vouch/internal/atomicfile"
 	"github.com/vouch-dev/vouch/internal/efi"
 )
 
@@ -109,50 +110,14 @@ func (s *Store) Save(opts SaveOptions) error {
 	return nil
 }
 
-// writeAtomic replaces path with b: a temporary file in the same folder,
-// written, given like's mode and owner, synced, renamed over path, and the
-// folder synced.
-func writeAtomic(path string, b []byte, like os.FileInfo) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".vouch-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		return err
-	}
-	if err = f.Chmod(like.Mode().Perm()); err != nil {
-		return err
-	}
+// writeAtomic replaces path with b (atomicfile.Write), with like's mode and
+// owner: the VM's owner (libvirt-qemu, say) is kept when root edits.
+func writeAtomic(path string, b []byte, like os.FileInfo) error {
+	o := atomicfile.Options{Mode: like.Mode().Perm()}
 	if st, ok := like.Sys().(*syscall.Stat_t); ok {
-		// Keep the VM's owner (libvirt-qemu, say) when root edits; a
-		// user who may not give files away keeps them as they are.
-		if cerr := f.Chown(int(st.Uid), int(st.Gid)); cerr != nil && !errors.Is(cerr, os.ErrPermission) {
-			return cerr
-		}
+		o.Owner = &atomicfile.Owner{UID: int(st.Uid), GID: int(st.Gid)}
 	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, b, o)
 }
 
 // Export writes every variable of vs into dir as efivarfs does: one file

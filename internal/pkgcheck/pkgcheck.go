@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,30 +24,21 @@ import (
 // Suite is the suite name of these checks.
 const Suite = "packages"
 
-// dbKey is the check.Env Values key under which a loaded OSV database is passed.
-type dbKey struct{}
+// The facts of a run the packages checks read: an OSV database and a fixed
+// clock (tests).
+var (
+	vulnDBFact = check.NewFact[*vuln.DB]("packages.vulndb")
+	nowFact    = check.NewFact[time.Time]("packages.now")
+)
 
 // WithVulnDB makes an OSV database available to packages.known-vulnerabilities.
-func WithVulnDB(env *check.Env, db *vuln.DB) {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	env.Values[dbKey{}] = db
-}
-
-// nowKey overrides the clock (tests).
-type nowKey struct{}
+func WithVulnDB(env *check.Env, db *vuln.DB) { vulnDBFact.Set(env, db) }
 
 // WithNow fixes the time used for expiry checks.
-func WithNow(env *check.Env, t time.Time) {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	env.Values[nowKey{}] = t
-}
+func WithNow(env *check.Env, t time.Time) { nowFact.Set(env, t) }
 
 func now(env *check.Env) time.Time {
-	if t, ok := env.Values[nowKey{}].(time.Time); ok {
+	if t, ok := nowFact.Get(env); ok {
 		return t
 	}
 	return time.Now()
@@ -258,7 +250,7 @@ func runRPMSignatures(ctx context.Context, env *check.Env) []check.Result {
 	if inv == nil {
 		return res
 	}
-	if !contains(inv.Managers(), pkgdb.ManagerRPM) {
+	if !slices.Contains(inv.Managers(), pkgdb.ManagerRPM) {
 		return check.NA("no rpm database")
 	}
 	ring, issues := pkgsig.RPMKeyring(env.Target.Root, inv)
@@ -278,7 +270,7 @@ func runRPMSignatures(ctx context.Context, env *check.Env) []check.Result {
 }
 
 func runVulns(ctx context.Context, env *check.Env) []check.Result {
-	db, _ := env.Values[dbKey{}].(*vuln.DB)
+	db, _ := vulnDBFact.Get(env)
 	if db == nil {
 		return check.NA("no vulnerability database given (vouch scan --db PATH, or vouch vuln --db PATH)")
 	}
@@ -312,13 +304,4 @@ func runVulns(ctx context.Context, env *check.Env) []check.Result {
 		out = append(out, check.Pass(msg)...)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

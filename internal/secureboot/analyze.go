@@ -3,6 +3,7 @@ package secureboot
 import (
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/efi"
@@ -179,7 +180,7 @@ func firstShim(paths []BootPath) (*Stage, *BootPath) {
 func failures(paths []BootPath) []string {
 	var out []string
 	for _, bp := range paths {
-		if bp.Boots != nil && !*bp.Boots && !containsString(out, bp.Verdict) {
+		if bp.Boots != nil && !*bp.Boots && !slices.Contains(out, bp.Verdict) {
 			out = append(out, bp.Verdict)
 		}
 	}

@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"path"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode/utf16"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/efi"
+	"github.com/vouch-dev/vouch/internal/target"
 )
 
 // Stage roles.
@@ -422,7 +422,8 @@ func resolveDirFold(fsys fs.FS, name string) (string, bool) {
 	return "", false
 }
 
-// rootKernels reads boot/vmlinuz-* of the root file system, newest first.
+// rootKernels reads boot/vmlinuz-* of the root file system, newest first
+// (target.Kernels).
 func (f *finder) rootKernels() []Stage {
 	if f.kernelsOK {
 		return append([]Stage(nil), f.kernels...)
@@ -431,53 +432,10 @@ func (f *finder) rootKernels() []Stage {
 	if f.root == nil {
 		return nil
 	}
-	entries, err := fs.ReadDir(f.root, "boot")
-	if err != nil {
-		return nil
-	}
-	var names []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "vmlinuz-") && e.Type().IsRegular() {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Slice(names, func(i, j int) bool { return versionLess(names[j], names[i]) })
-	for _, n := range names {
-		st := f.stage(f.root, "root", "boot/"+n, ByShimProtocol)
+	for _, p := range target.Kernels(f.root) {
+		st := f.stage(f.root, "root", p, ByShimProtocol)
 		st.Role = RoleKernel
 		f.kernels = append(f.kernels, st)
 	}
 	return append([]Stage(nil), f.kernels...)
-}
-
-// versionLess orders kernel file names by their numeric parts.
-func versionLess(a, b string) bool {
-	pa, pb := splitNum(a), splitNum(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		na, ea := strconv.Atoi(pa[i])
-		nb, eb := strconv.Atoi(pb[i])
-		switch {
-		case ea == nil && eb == nil && na != nb:
-			return na < nb
-		case (ea != nil || eb != nil) && pa[i] != pb[i]:
-			return pa[i] < pb[i]
-		}
-	}
-	return len(pa) < len(pb)
-}
-
-func splitNum(s string) []string {
-	var out []string
-	cur := ""
-	digit := false
-	for i, r := range s {
-		d := r >= '0' && r <= '9'
-		if i > 0 && d != digit {
-			out = append(out, cur)
-			cur = ""
-		}
-		cur += string(r)
-		digit = d
-	}
-	return append(out, cur)
 }

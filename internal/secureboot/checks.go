@@ -1,11 +1,12 @@
 package secureboot
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
-	"sync"
 
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/efi"
@@ -16,41 +17,32 @@ import (
 // Suite is the check suite of this package.
 const Suite = "secureboot"
 
-// envKey keys the firmware state in check.Env.Values; analysisKey the
-// analysis shared by the checks of one run.
-type (
-	envKey      struct{}
-	optionsKey  struct{}
-	analysisKey struct{}
+// The facts the secure boot checks share in a run: the firmware state and
+// options the command sets, and the analysis computed once from them.
+var (
+	firmwareFact = check.NewFact[*Firmware]("secureboot.firmware")
+	optionsFact  = check.NewFact[Options]("secureboot.options")
+	analysisFact = check.NewFact[*analysis]("secureboot.analysis")
 )
 
 // SetFirmware gives the secure boot checks a firmware state (from --vars,
 // --efivars, --firmware, or the live host's efivarfs) and marks the
 // environment as having firmware variables.
 func SetFirmware(env *check.Env, fw *Firmware) {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	env.Values[envKey{}] = fw
-	delete(env.Values, analysisKey{})
+	firmwareFact.Set(env, fw)
+	analysisFact.Reset(env)
 	env.Firmware = fw != nil
 }
 
 // SetOptions sets the analysis options the checks use.
 func SetOptions(env *check.Env, o Options) {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	env.Values[optionsKey{}] = o
-	delete(env.Values, analysisKey{})
+	optionsFact.Set(env, o)
+	analysisFact.Reset(env)
 }
 
 // EnvFirmware returns the firmware state set with SetFirmware.
 func EnvFirmware(env *check.Env) (*Firmware, bool) {
-	if env.Values == nil {
-		return nil, false
-	}
-	fw, ok := env.Values[envKey{}].(*Firmware)
+	fw, ok := firmwareFact.Get(env)
 	return fw, ok && fw != nil
 }
 
@@ -69,7 +61,6 @@ func TargetFirmware(t *target.Target) (*Firmware, error) {
 }
 
 type analysis struct {
-	once   sync.Once
 	report *Report
 	policy *Report // with Secure Boot assumed enforced
 }
@@ -84,17 +75,10 @@ func AnalyzeTarget(t *target.Target, fw *Firmware, o Options) *Report {
 }
 
 func analyzed(env *check.Env) *analysis {
-	if env.Values == nil {
-		env.Values = map[any]any{}
-	}
-	a, ok := env.Values[analysisKey{}].(*analysis)
-	if !ok {
-		a = &analysis{}
-		env.Values[analysisKey{}] = a
-	}
-	a.once.Do(func() {
+	return analysisFact.Once(env, func() *analysis {
+		a := &analysis{}
 		fw, _ := EnvFirmware(env)
-		o, _ := env.Values[optionsKey{}].(Options)
+		o, _ := optionsFact.Get(env)
 		a.report = AnalyzeTarget(env.Target, fw, o)
 		a.policy = a.report
 		if fw != nil && (!fw.Enforcing() || fw.ShimValidationDisabled) {
@@ -102,8 +86,8 @@ func analyzed(env *check.Env) *analysis {
 			pol.SecureBoot, pol.SetupMode, pol.ShimValidationDisabled = true, false, false
 			a.policy = AnalyzeTarget(env.Target, &pol, o)
 		}
+		return a
 	})
-	return a
 }
 
 // Checks returns the secure boot checks, in report order.
@@ -220,9 +204,9 @@ func stageEvidence(bp BootPath) []string {
 		case st.Decision == nil:
 			s += ": not judged"
 		case st.Decision.Allowed:
-			s += ": allowed (" + firstNonEmpty(st.Decision.AuthorizedBy, st.Decision.Reason) + ")"
+			s += ": allowed (" + cmp.Or(st.Decision.AuthorizedBy, st.Decision.Reason) + ")"
 		default:
-			s += ": refused (" + firstNonEmpty(st.Decision.DeniedBy, st.Decision.Reason) + ")"
+			s += ": refused (" + cmp.Or(st.Decision.DeniedBy, st.Decision.Reason) + ")"
 		}
 		if st.SelfCheck != nil && !st.SelfCheck.Allowed {
 			s += "; " + st.SelfCheck.Reason
@@ -236,15 +220,6 @@ func stageEvidence(bp BootPath) []string {
 		ev = append(ev, line(k))
 	}
 	return ev
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }
 
 func runShim2023Ready(_ context.Context, env *check.Env) []check.Result {
@@ -267,11 +242,11 @@ func runShimTransition(_ context.Context, env *check.Env) []check.Result {
 	ev := []string{shim.Path + " signed by: " + idList(ids)}
 	res := check.Result{Subject: shim.Path, Evidence: ev}
 	switch {
-	case containsString(ids, CAUEFI2023) && containsString(ids, CAUEFI2011):
+	case slices.Contains(ids, CAUEFI2023) && slices.Contains(ids, CAUEFI2011):
 		res.Status, res.Message = finding.Pass, "the shim is dual-signed (Microsoft Corporation UEFI CA 2011 and Microsoft UEFI CA 2023): it boots on firmware trusting either"
-	case containsString(ids, CAUEFI2023):
+	case slices.Contains(ids, CAUEFI2023):
 		res.Status, res.Message = finding.Pass, "the shim is signed by the Microsoft UEFI CA 2023 only: it needs that CA in db"
-	case containsString(ids, CAUEFI2011):
+	case slices.Contains(ids, CAUEFI2011):
 		res.Status, res.Message = finding.Fail, "the shim is signed only by the Microsoft Corporation UEFI CA 2011 (expired 2026-06-27): firmware that trusts only the 2023 CA refuses it"
 	default:
 		res.Status, res.Message = finding.Fail, "the shim carries no Microsoft UEFI CA signature"
@@ -282,7 +257,7 @@ func runShimTransition(_ context.Context, env *check.Env) []check.Result {
 func runSBAT(_ context.Context, env *check.Env) []check.Result {
 	r := analyzed(env).report
 	fw, _ := EnvFirmware(env)
-	o, _ := env.Values[optionsKey{}].(Options)
+	o, _ := optionsFact.Get(env)
 	var out []check.Result
 	seen := map[string]bool{}
 	for _, bp := range r.BootPaths {

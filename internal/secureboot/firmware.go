@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
@@ -274,7 +275,7 @@ func parseCertLenient(b []byte) (*x509.Certificate, bool) {
 func knownIn(entries []dbEntry) []string {
 	var out []string
 	for _, e := range entries {
-		if e.ca != "" && !containsString(out, e.ca) {
+		if e.ca != "" && !slices.Contains(out, e.ca) {
 			out = append(out, e.ca)
 		}
 	}
@@ -315,7 +316,7 @@ func (fw *Firmware) AddDBCert(c *x509.Certificate, origin string) {
 	e := dbEntry{cert: c, origin: "db (" + origin + ")", strict: true, first: true}
 	if k, ok := authenticode.IdentifyCA(c); ok {
 		e.ca = k.ID
-		if !containsString(fw.DBCAs, k.ID) {
+		if !slices.Contains(fw.DBCAs, k.ID) {
 			fw.DBCAs = append(fw.DBCAs, k.ID)
 		}
 	}
@@ -331,7 +332,7 @@ func (fw *Firmware) Enforcing() bool {
 }
 
 // TrustsCA reports whether db holds the known CA with that ID.
-func (fw *Firmware) TrustsCA(id string) bool { return containsString(fw.DBCAs, id) }
+func (fw *Firmware) TrustsCA(id string) bool { return slices.Contains(fw.DBCAs, id) }
 
 // DBEntries describes the X509 entries of db, in order: the certificate's
 // name and known-CA ID, and where it came from when that is not the db

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,7 +38,7 @@ func TestFromVarsEfivars(t *testing.T) {
 			t.Errorf("db lacks %s: %v", id, fw.DBCAs)
 		}
 	}
-	if !containsString(fw.KEKCAs, "microsoft-kek-ca-2011") {
+	if !slices.Contains(fw.KEKCAs, "microsoft-kek-ca-2011") {
 		t.Errorf("KEK CAs %v", fw.KEKCAs)
 	}
 	if len(fw.DBX) == 0 || len(fw.PK) == 0 || len(fw.DBDefault) == 0 {

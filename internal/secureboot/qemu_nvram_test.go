@@ -11,6 +11,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/vouch-dev/vouch/internal/mscerts"
+
 	"github.com/vouch-dev/vouch/internal/nvram"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
@@ -59,10 +61,9 @@ func TestQEMUEditedStores(t *testing.T) {
 	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	dual, only2011, only2023 := secureboot.DebianShims(t)
 	grub := secureboot.DebianGRUB(t)
-	certDir := testfixtures.Data("secureboot", "certs")
-	ca2023, err := nvram.ReadCertFile(filepath.Join(certDir, "db-microsoft-uefi-ca-2023.der"))
-	if err != nil {
-		t.Fatal(err)
+	ca2023, ok := mscerts.Lookup("microsoft-uefi-ca-2023")
+	if !ok {
+		t.Fatal("no built-in microsoft-uefi-ca-2023")
 	}
 	addCA := func(s *nvram.Store) error {
 		_, err := s.AddCerts(nvram.VarDB, []*x509.Certificate{ca2023})
@@ -90,16 +91,12 @@ func TestQEMUEditedStores(t *testing.T) {
 			return err
 		}),
 		"set-profile-2023": editStore(t, func(s *nvram.Store) error {
-			cd, err := nvram.LoadCertDir(certDir)
-			if err != nil {
-				return err
-			}
-			_, err = s.SetProfile(secureboot.ProfileMicrosoft2023, cd)
+			_, err := s.SetProfile(secureboot.ProfileMicrosoft2023, nil)
 			return err
 		}),
 	}
 	// ProfileStore, what vouch test uses, builds the same store.
-	profile, err := nvram.ProfileStore(secureboot.ReadArtefact(t, secureboot.OVMFVars), secureboot.ProfileMicrosoft2023, certDir)
+	profile, err := nvram.ProfileStore(secureboot.ReadArtefact(t, secureboot.OVMFVars), secureboot.ProfileMicrosoft2023, "")
 	if err != nil {
 		t.Fatal(err)
 	}

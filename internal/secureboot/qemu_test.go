@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/internal/testfixtures"
+	"github.com/vouch-dev/vouch/internal/vm"
 )
 
 // What OVMF prints. GRUB reached: its banner or prompt (Debian's signed
@@ -37,6 +38,9 @@ type bootResult struct {
 // stopping as soon as a marker shows on the serial console.
 func bootOVMF(t *testing.T, dir string, esp, vars []byte) bootResult {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	qemu := tool(t, "qemu-system-x86_64", "qemu-system-x86")
 	if _, err := os.Stat(ovmfCode); err != nil {
 		t.Fatalf("%v: install the apt package ovmf", err)
@@ -49,6 +53,13 @@ func bootOVMF(t *testing.T, dir string, esp, vars []byte) bootResult {
 			t.Fatal(err)
 		}
 	}
+	// The machine-wide budget of QEMU guests (internal/vm), shared with every
+	// other test process; waiting for a slot counts against no boot.
+	slot, err := vm.AcquireSlot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// The command of the brief, with -nodefaults so that OVMF does not also

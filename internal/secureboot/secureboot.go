@@ -25,6 +25,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
@@ -147,18 +148,9 @@ func caName(id string) string {
 func SignedBy(img *authenticode.Image) []string {
 	var out []string
 	for _, s := range topLevel(img.Signatures()) {
-		if id := s.KnownCA(); id != "" && !containsString(out, id) {
+		if id := s.KnownCA(); id != "" && !slices.Contains(out, id) {
 			out = append(out, id)
 		}
 	}
 	return out
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

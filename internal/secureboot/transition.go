@@ -2,6 +2,7 @@ package secureboot
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
@@ -178,7 +179,7 @@ func (fw *Firmware) allows2023Shim(shim *Stage) (bool, string) {
 func advice(paths []BootPath, fw *Firmware, shim *Stage, t Transition, detail string, o Options) string {
 	var out []string
 	shimIDs := t.ShimSignedBy
-	has := func(id string) bool { return containsString(shimIDs, id) }
+	has := func(id string) bool { return slices.Contains(shimIDs, id) }
 	trusts2011, trusts2023 := fw.TrustsCA(CAUEFI2011), fw.TrustsCA(CAUEFI2023)
 	switch {
 	case fw.SetupMode:
