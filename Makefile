@@ -28,7 +28,8 @@ test: fixtures build
 	$(GO) vet ./...
 	VOUCH_FIXTURES=$(CURDIR)/$(FIXTURES) $(GO) test -timeout 40m -count=1 ./...
 
-# Unit tests that need no fixtures.
+# The tests that need no fixtures, QEMU, OVMF, peer tools, services or network
+# (everything else is guarded by testfixtures.Long): Go alone, under two minutes.
 test-short:
 	$(GO) test -short ./...
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/authenticode/authenticodetest"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 var update = flag.Bool("update", false, "rewrite the fuzz seed corpus in testdata/fuzz")
@@ -69,9 +70,15 @@ func exercise(im *authenticode.Image, anchor *x509.Certificate) {
 // FuzzPKCS7 runs the SignedData parser alone, then the whole evaluation of
 // the bytes as the single WIN_CERTIFICATE of a small image.
 func FuzzPKCS7(f *testing.F) {
-	// Real signatures: both of Debian's dual-signed shim.
-	for _, s := range parseFile(f, shimPath).Signatures() {
-		f.Add(s.PKCS7)
+	// Real signatures: both of Debian's dual-signed shim (not under -short).
+	if shim := testfixtures.DebSeed(f, shimDeb); shim != nil {
+		im, err := authenticode.Parse(shim)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, s := range im.Signatures() {
+			f.Add(s.PKCS7)
+		}
 	}
 	base := authenticodetest.NewPE(pe.IMAGE_FILE_MACHINE_AMD64)
 	anchor := authenticodetest.NewCA(f, "Fuzz anchor", nil, authenticodetest.ECDSA()).Cert

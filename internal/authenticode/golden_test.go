@@ -19,33 +19,36 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
-// Real artefacts: Debian's signed boot chain (scripts/fetch-debs.sh) and the
-// public reference data in the repository's testdata/.
-var (
-	debsDir   = filepath.Join("..", "..", ".cache", "debs", "x")
-	sharedDir = filepath.Join("..", "..", "testdata", "secureboot")
-	shimPath  = filepath.Join(debsDir, "shim-signed", "usr", "lib", "shim", "shimx64.efi.signed")
-	grubPath  = filepath.Join(debsDir, "grub-efi-amd64-signed", "usr", "lib", "grub", "x86_64-efi-signed", "grubx64.efi.signed")
+// Real artefacts: Debian's signed boot chain (scripts/fetch-debs.sh, through
+// testfixtures) and the public reference data in the repository's testdata/.
+var refDir = testfixtures.Data("secureboot")
+
+const (
+	shimDeb = "shim-signed/usr/lib/shim/shimx64.efi.signed"
+	grubDeb = "grub-efi-amd64-signed/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
 )
 
+func shimPath(t testing.TB) string { t.Helper(); return testfixtures.Deb(t, shimDeb) }
+func grubPath(t testing.TB) string { t.Helper(); return testfixtures.Deb(t, grubDeb) }
+
+// realFiles lists Debian's signed EFI binaries and kernel.
 func realFiles(t testing.TB) []string {
 	t.Helper()
-	var files []string
+	files := []string{shimPath(t)}
 	for _, pattern := range []string{
-		filepath.Join(debsDir, "shim-signed", "usr", "lib", "shim", "shimx64.efi.signed"),
-		filepath.Join(debsDir, "shim-helpers-amd64-signed", "usr", "lib", "shim", "*.efi.signed"),
-		filepath.Join(debsDir, "grub-efi-amd64-signed", "usr", "lib", "grub", "x86_64-efi-signed", "*.efi.signed"),
-		filepath.Join(debsDir, "linux-image", "boot", "vmlinuz-*"),
+		filepath.Join(testfixtures.Deb(t, "shim-helpers-amd64-signed/usr/lib/shim"), "*.efi.signed"),
+		filepath.Join(testfixtures.Deb(t, "grub-efi-amd64-signed/usr/lib/grub/x86_64-efi-signed"), "*.efi.signed"),
 	} {
 		m, err := filepath.Glob(pattern)
 		if err != nil || len(m) == 0 {
-			t.Fatalf("no file matches %s: run scripts/fetch-debs.sh (needs apt) to fetch Debian's signed boot packages", pattern)
+			t.Fatalf("no file matches %s: scripts/fetch-debs.sh did not extract it", pattern)
 		}
 		files = append(files, m...)
 	}
-	return files
+	return append(files, testfixtures.Kernel(t))
 }
 
 func readFile(t testing.TB, path string) []byte {
@@ -68,7 +71,7 @@ func parseFile(t testing.TB, path string) *authenticode.Image {
 
 func readCert(t testing.TB, name string) *x509.Certificate {
 	t.Helper()
-	c, err := x509.ParseCertificate(readFile(t, filepath.Join(sharedDir, "certs", name)))
+	c, err := x509.ParseCertificate(readFile(t, filepath.Join(refDir, "certs", name)))
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -221,6 +224,7 @@ func oneline(t testing.TB, der []byte) string {
 //     imagehlp's CheckSumMappedFile adds (the odd last byte, here 0x00, is
 //     not even summed).
 func TestPeers(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers)
 	for _, path := range realFiles(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			b := readFile(t, path)
@@ -294,7 +298,8 @@ func TestPeers(t *testing.T) {
 }
 
 func TestKnownCAReal(t *testing.T) {
-	shim := parseFile(t, shimPath).Signatures()
+	testfixtures.NeedFixtures(t)
+	shim := parseFile(t, shimPath(t)).Signatures()
 	if len(shim) != 2 {
 		t.Fatalf("shim has %d signatures, want 2", len(shim))
 	}
@@ -310,7 +315,7 @@ func TestKnownCAReal(t *testing.T) {
 			t.Errorf("shim signature %d KnownCA() = %q, want %q", i, got, want.ca)
 		}
 	}
-	for _, s := range parseFile(t, grubPath).Signatures() {
+	for _, s := range parseFile(t, grubPath(t)).Signatures() {
 		if got := s.KnownCA(); got != "" {
 			t.Errorf("GRUB KnownCA() = %q, want \"\"", got)
 		}
@@ -318,9 +323,10 @@ func TestKnownCAReal(t *testing.T) {
 }
 
 func TestVerifiesWithReal(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	ca2011 := readCert(t, "db-microsoft-uefi-ca-2011.der")
 	ca2023 := readCert(t, "db-microsoft-uefi-ca-2023.der")
-	shim := parseFile(t, shimPath).Signatures()
+	shim := parseFile(t, shimPath(t)).Signatures()
 	if len(shim) != 2 {
 		t.Fatalf("shim has %d signatures, want 2", len(shim))
 	}
@@ -334,12 +340,12 @@ func TestVerifiesWithReal(t *testing.T) {
 	check("shim signature 1", shim[0], ca2023, false)
 	check("shim signature 2", shim[1], ca2023, true)
 	check("shim signature 2", shim[1], ca2011, false)
-	for _, s := range parseFile(t, grubPath).Signatures() {
+	for _, s := range parseFile(t, grubPath(t)).Signatures() {
 		check("GRUB", s, ca2011, false)
 		check("GRUB", s, ca2023, false)
 	}
 	// Debian's shim with its 2023 signature removed: signed once, by the 2011 CA.
-	only2011, err := authenticode.RemoveSignature(readFile(t, shimPath), 1)
+	only2011, err := authenticode.RemoveSignature(readFile(t, shimPath(t)), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +362,9 @@ func TestVerifiesWithReal(t *testing.T) {
 }
 
 func TestRemoveSignatureReal(t *testing.T) {
-	orig := readFile(t, shimPath)
-	im := parseFile(t, shimPath)
+	testfixtures.NeedFixtures(t)
+	orig := readFile(t, shimPath(t))
+	im := parseFile(t, shimPath(t))
 	want := im.Digest(crypto.SHA256)
 	dir := t.TempDir()
 	for _, tc := range []struct {
@@ -477,7 +484,8 @@ func TestKnownCAFingerprints(t *testing.T) {
 }
 
 func BenchmarkShim(b *testing.B) {
-	data := readFile(b, shimPath)
+	testfixtures.NeedFixtures(b)
+	data := readFile(b, shimPath(b))
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {

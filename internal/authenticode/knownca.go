@@ -25,7 +25,7 @@ type knownCA struct {
 }
 
 // knownCAs was computed from microsoft/secureboot_objects' PreSignedObjects
-// (DB and KEK certificates) as copied to shared/data/secureboot/certs; the
+// (DB and KEK certificates) as copied to testdata/secureboot/certs; the
 // package tests recompute every value from those files.
 var knownCAs = []knownCA{
 	{

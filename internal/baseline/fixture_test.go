@@ -19,21 +19,15 @@ import (
 	"github.com/vouch-dev/vouch/internal/finding"
 	"github.com/vouch-dev/vouch/internal/remediate"
 	"github.com/vouch-dev/vouch/internal/target"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
-// fixtures returns the fixture directory: $VOUCH_FIXTURES or the repo's
-// .cache/fixtures. The Debian 12 root (rootfs/) must exist.
+// fixtures returns the fixture directory ($VOUCH_FIXTURES or the repo's
+// .cache/fixtures) holding the Debian 12 root rootfs/, built when missing.
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("VOUCH_FIXTURES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", ".cache", "fixtures")
-	}
-	abs, _ := filepath.Abs(dir)
-	if _, err := os.Stat(filepath.Join(abs, "rootfs", "etc", "os-release")); err != nil {
-		t.Fatalf("no Debian fixture root at %s/rootfs: run scripts/build-fixtures.sh rootfs (needs mmdebstrap)", abs)
-	}
-	return abs
+	return filepath.Dir(testfixtures.Path(t, "rootfs"))
 }
 
 func auditDir(t testing.TB, dir string, rules []Rule) map[string]check.Result {
@@ -52,6 +46,7 @@ func auditDir(t testing.TB, dir string, rules []Rule) map[string]check.Result {
 }
 
 func TestFixtureAudit(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	root := filepath.Join(fixtures(t), "rootfs")
 	tg, err := target.Open(root, target.Options{})
 	if err != nil {
@@ -141,6 +136,7 @@ func treeSum(t *testing.T, dir string) string {
 }
 
 func TestFixtureRemediate(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers)
 	src := filepath.Join(fixtures(t), "rootfs")
 	root := filepath.Join(t.TempDir(), "rootfs")
 	if out, err := exec.Command("cp", "-a", src, root).CombinedOutput(); err != nil {
@@ -247,6 +243,7 @@ func TestFixtureRemediate(t *testing.T) {
 }
 
 func BenchmarkAuditFixture(b *testing.B) {
+	testfixtures.NeedFixtures(b)
 	root := filepath.Join(fixtures(b), "rootfs")
 	rules := append(RulesOf(SuiteBaseline), RulesOf(SuiteHardening)...)
 	for i := 0; i < b.N; i++ {

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/target"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // run runs the CLI and returns exit code, stdout and stderr.
@@ -110,6 +111,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestInspectImages(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers) // smallImage: sgdisk, mkfs.*, mtools, qemu-img
 	dir := smallImage(t)
 	for _, name := range []string{"d.img", "d.qcow2", "d.vhd"} {
 		t.Run(name, func(t *testing.T) {
@@ -148,6 +150,7 @@ func TestInspectImages(t *testing.T) {
 }
 
 func TestInspectDirAndLive(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers) // smallImage: sgdisk, mkfs.*, mtools, qemu-img
 	dir := smallImage(t)
 	code, out, errs := run(t, "inspect", "--format", "json", filepath.Join(dir, "r"))
 	if code != 0 || !strings.Contains(out, `"kind": "directory"`) || !strings.Contains(out, `"id": "debian"`) {
@@ -164,6 +167,7 @@ func TestInspectDirAndLive(t *testing.T) {
 }
 
 func TestScan(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers) // smallImage: sgdisk, mkfs.*, mtools, qemu-img
 	dir := smallImage(t)
 	img := filepath.Join(dir, "d.qcow2")
 	for _, format := range []string{"table", "json", "sarif", "junit"} {
@@ -217,6 +221,7 @@ func TestScan(t *testing.T) {
 // TestBadInput: every malformed target gives exit 2, one line naming the file and
 // the problem on stderr, and nothing on stdout.
 func TestBadInput(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers) // smallImage: sgdisk, mkfs.*, mtools, qemu-img
 	dir := smallImage(t)
 	tmp := t.TempDir()
 	src := func(name string) []byte {

@@ -76,6 +76,7 @@ func listCAs(t *testing.T, store string) (db, kek []string, dbx int) {
 }
 
 func TestFirmwareVarsList(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	code, out, errOut := run(t, "firmware", "vars", ovmfVarsFile, "list")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -96,6 +97,7 @@ func TestFirmwareVarsList(t *testing.T) {
 }
 
 func TestFirmwareVarsEdits(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	store := storeCopy(t)
 	orig := fileSum(t, store)
 	ca2023 := filepath.Join(msCerts, "db-microsoft-uefi-ca-2023.der")
@@ -235,6 +237,7 @@ func fullStoreFile(t *testing.T) string {
 }
 
 func TestFirmwareVarsBadInput(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	ca2023 := filepath.Join(msCerts, "db-microsoft-uefi-ca-2023.der")
 	upd, err := os.ReadFile(dbxUpdateFile)
 	if err != nil {

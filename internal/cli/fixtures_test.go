@@ -75,6 +75,7 @@ func espPaths(inv *target.Inventory) []string {
 // TestFixtureImages: vouch's view of every fixture equals what the standard
 // tools say of the same image.
 func TestFixtureImages(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers)
 	raw := testfixtures.Path(t, "debian.raw")
 	rootfs := testfixtures.Path(t, "rootfs")
 	need(t, "sgdisk", "mdir")
@@ -194,6 +195,7 @@ func TestFixtureImages(t *testing.T) {
 // BenchmarkInspect measures inspect on the 2 GiB fixture in each container
 // format and reports the bytes it read.
 func BenchmarkInspect(b *testing.B) {
+	testfixtures.NeedFixtures(b)
 	for _, name := range []string{"debian.raw", "debian.qcow2", "debian-compressed.qcow2", "debian-dynamic.vhd", "debian.vhdx"} {
 		b.Run(name, func(b *testing.B) {
 			p := testfixtures.Path(b, name)

@@ -35,6 +35,7 @@ func newGateFiles(t *testing.T) gateFiles {
 }
 
 func TestGateShim(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	f := newGateFiles(t)
 	tests := []struct {
 		name   string
@@ -90,6 +91,7 @@ func TestGateShim(t *testing.T) {
 }
 
 func TestGatePackages(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	f := newGateFiles(t)
 	deb := gatetest.ShimSignedDeb(t, f.dir, gatetest.Shim2023Only(t), "1.52+vouch1", "xz")
 	rpm := gatetest.ShimRPM(t, f.dir, gatetest.Shim2023Only(t), "w19.zstdio")
@@ -129,6 +131,7 @@ func TestGatePackages(t *testing.T) {
 }
 
 func TestGateInstallHook(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	root := t.TempDir()
 	for _, d := range []string{"etc/apt/apt.conf.d", "etc/dpkg/dpkg.cfg.d", "usr/lib/python3.9/site-packages/dnf-plugins", "var/lib/vouch", "usr/bin"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -233,6 +236,7 @@ func sameState(t *testing.T, what string, before, after map[string]string) {
 // dpkg's database and the installed shim byte-identical, and installs once
 // db holds the 2023 CA. Needs root (CI runs as root).
 func TestGateAptChroot(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF, testfixtures.Peers)
 	if os.Geteuid() != 0 {
 		t.Fatal("this test runs apt-get and dpkg in a chroot and needs root (CI runs as root)")
 	}
@@ -241,7 +245,7 @@ func TestGateAptChroot(t *testing.T) {
 	gatetest.Need(t, "dpkg-deb", "dpkg")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
-	gatetest.Run(t, dir, "cp", "-a", filepath.Join(testfixtures.Dir(), "rootfs"), root)
+	gatetest.Run(t, dir, "cp", "-a", testfixtures.Path(t, "rootfs"), root)
 
 	// vouch, static, inside the root.
 	build := exec.Command("go", "build", "-o", filepath.Join(root, "usr/local/bin/vouch"), "./cmd/vouch")
@@ -257,7 +261,14 @@ func TestGateAptChroot(t *testing.T) {
 	}
 
 	shim2023 := gatetest.Shim2023Only(t)
-	ver1 := "1.51~1+deb12u1+16.1-2~deb12u1+vouch1"
+	// Versions above the root's shim-signed, whichever the archive served.
+	installed := gatetest.Run(t, dir, "dpkg-query", "--admindir", filepath.Join(root, "var/lib/dpkg"), "-W", "-f", "${Version}", "shim-signed")
+	ver1, ver2 := installed+"+vouch1", installed+"+vouch2"
+	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	if len(kernels) != 1 {
+		t.Fatalf("want one kernel in the rootfs fixture, found %v", kernels)
+	}
+	kernel := "boot/" + filepath.Base(kernels[0])
 	deb := gatetest.ShimSignedDeb(t, dir, shim2023, ver1, "xz")
 	gatetest.Run(t, dir, "cp", deb, filepath.Join(root, "tmp", "shim-signed-new.deb"))
 	aptGet := []string{"apt-get", "install", "-y", "-o", "APT::Sandbox::User=root", "-o", "Dpkg::Use-Pty=0", "/tmp/shim-signed-new.deb"}
@@ -268,7 +279,7 @@ func TestGateAptChroot(t *testing.T) {
 		t.Fatalf("apt-get with a 2011-only db: exit %d, want a refusal\n%s", code, out)
 	}
 	t.Logf("apt-get, 2011-only db:\n%s", out)
-	for _, want := range []string{"shim → GRUB", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", "shim → kernel (SHIM_LOCK)", "boot/vmlinuz-6.1.0-56-amd64",
+	for _, want := range []string{"shim → GRUB", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", "shim → kernel (SHIM_LOCK)", kernel,
 		"E: Sub-process /usr/local/bin/vouch gate apt-hook --vars /var/lib/vouch/VARS.fd returned an error code (1)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("apt-get output lacks %q", want)
@@ -330,7 +341,6 @@ func TestGateAptChroot(t *testing.T) {
 	}
 
 	// And dpkg -i of a newer 2023-only build is allowed too.
-	ver2 := "1.51~1+deb12u1+16.1-2~deb12u1+vouch2"
 	gatetest.Run(t, dir, "cp", gatetest.ShimSignedDeb(t, dir, shim2023, ver2, "zstd"), filepath.Join(root, "tmp", "shim-signed-new.deb"))
 	if code, out := unshareDpkg(); code != 0 || !strings.Contains(out, "SAFE") {
 		t.Fatalf("dpkg -i with both CAs in db: exit %d\n%s", code, out)
@@ -348,6 +358,7 @@ func TestGateAptChroot(t *testing.T) {
 // points pluginpath and pluginconfpath at the files written into the root,
 // and vouch lives at the same absolute path inside and outside the root.
 func TestGateDnfPlugin(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers) // dnf, rpm
 	dnf := gatetest.Need(t, "dnf", "dnf")
 	gatetest.Need(t, "rpm", "rpm")
 	dir := t.TempDir()
@@ -417,6 +428,7 @@ func runStdin(t *testing.T, stdin string, args ...string) (int, string, string) 
 }
 
 func TestGateAptHook(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	f := newGateFiles(t)
 	deb := gatetest.ShimSignedDeb(t, f.dir, gatetest.Shim2023Only(t), "1.52+vouch1", "xz")
 	plain := gatetest.PlainDeb(t, f.dir, "docs", map[string][]byte{"usr/share/doc/docs/README": []byte("hi")}, true)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestPackagesCommands(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	root := testfixtures.Path(t, "rootfs")
 	code, out, errs := run(t, "packages", "list", "--format", "json", root)
 	if code != ExitOK {
@@ -139,6 +140,7 @@ func TestPackagesBadInput(t *testing.T) {
 // is an error finding naming the file, the rest is matched; no --db makes the
 // check not applicable; an unreadable --db is exit 2 before anything is scanned.
 func TestScanVulnDB(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	root := testfixtures.Path(t, "rootfs")
 	db := filepath.Join("..", "vuln", "testdata", "osv")
 	type finding struct{ ID, Status, Subject, Message string }

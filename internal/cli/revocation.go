@@ -3,7 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -15,10 +16,9 @@ func writeRevocation(w io.Writer, imp *secureboot.RevocationImpact) {
 	fmt.Fprintf(w, "Revocation impact (applied to %s):\n", imp.Firmware)
 	if d := imp.DBX; d != nil {
 		var counts []string
-		for k, v := range d.Entries {
-			counts = append(counts, fmt.Sprintf("%d %s", v, k))
+		for _, k := range slices.Sorted(maps.Keys(d.Entries)) {
+			counts = append(counts, fmt.Sprintf("%d %s", d.Entries[k], k))
 		}
-		sort.Strings(counts)
 		fmt.Fprintf(w, "  dbx update: %s (%s", d.Source, d.Form)
 		if d.Arch != "" {
 			fmt.Fprintf(w, ", %s images", d.Arch)

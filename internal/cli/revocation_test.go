@@ -67,6 +67,7 @@ func runImpact(t *testing.T, wantCode int, args ...string) impactJSON {
 // are not revoked, the machine still boots. Then a list with Debian GRUB's
 // hash added: GRUB revoked with the list's description, exit 1.
 func TestSecureBootDBXUpdate(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	img := testfixtures.Path(t, "debian.raw")
 	r := runImpact(t, 0, "--vars", ovmfVarsFile, "--dbx-update", sharedDBX("DBXUpdate-amd64.bin"), img)
 	ri := r.RevocationImpact
@@ -138,6 +139,7 @@ func readFile(t *testing.T, p string) []byte {
 // the levels Debian's shim carries, a payload of shim's history file, and
 // the deprecated --sbat-policy.
 func TestSecureBootSBATLevel(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	img := testfixtures.Path(t, "debian.raw")
 	grub6 := writeTemp(t, "grub6.txt", []byte("sbat,1,2026010100\nshim,4\ngrub,6\n"))
 	r := runImpact(t, 1, "--vars", ovmfVarsFile, "--sbat-level", grub6, img)
@@ -170,6 +172,7 @@ func TestSecureBootSBATLevel(t *testing.T) {
 // TestSecureBootRevocationBadInput: unusable update and level files give one
 // line naming the file, exit 2 and nothing on stdout.
 func TestSecureBootRevocationBadInput(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	shim := readDeb(t, signedEFI[0])
 	grub := readDeb(t, signedEFI[3])
 	esp := espDir(t, map[string][]byte{"EFI/BOOT/BOOTX64.EFI": shim, "EFI/BOOT/grubx64.efi": grub})

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -402,8 +404,8 @@ func writeSecureBoot(w io.Writer, t *target.Target, r *secureboot.Report) error 
 		fmt.Fprintf(tw, "  db\t%s\n", orNone(f.DB))
 		fmt.Fprintf(tw, "  KEK\t%s\n", orNone(f.KEK))
 		var dbx []string
-		for k, v := range f.DBX {
-			dbx = append(dbx, fmt.Sprintf("%d %s", v, k))
+		for _, k := range slices.Sorted(maps.Keys(f.DBX)) {
+			dbx = append(dbx, fmt.Sprintf("%d %s", f.DBX[k], k))
 		}
 		fmt.Fprintf(tw, "  dbx\t%s\n", orNone(dbx))
 		if len(f.MokList) > 0 {

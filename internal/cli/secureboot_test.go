@@ -28,12 +28,7 @@ var signedEFI = []string{
 
 func debianKernel(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Dir(testfixtures.Deb(t, "linux-image/boot"))
-	m, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	if len(m) == 0 {
-		t.Fatal("no signed kernel from scripts/fetch-debs.sh")
-	}
-	return m[0]
+	return testfixtures.Kernel(t)
 }
 
 // oneline converts OpenSSL's "/C=US/O=Org/CN=Name" into the RFC 4514 form
@@ -88,6 +83,7 @@ type sigsOutput struct {
 // TestSignaturesMatchSbverify: the signer lists equal sbverify --list on
 // every signed EFI binary of Debian's packages.
 func TestSignaturesMatchSbverify(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers) // sbverify
 	files := []string{debianKernel(t)}
 	for _, rel := range signedEFI {
 		files = append(files, testfixtures.Deb(t, rel))
@@ -169,6 +165,7 @@ func writeTemp(t *testing.T, name string, b []byte) string {
 }
 
 func TestSecureBootVerify(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	shimFile := testfixtures.Deb(t, signedEFI[0])
 	dual, err := os.ReadFile(shimFile)
 	if err != nil {
@@ -233,6 +230,7 @@ func TestSecureBootVerify(t *testing.T) {
 // TestSecureBootBadInput: malformed inputs give one line naming the file and
 // the offset, exit 2 and nothing on stdout.
 func TestSecureBootBadInput(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	shim, err := os.ReadFile(testfixtures.Deb(t, signedEFI[0]))
 	if err != nil {
 		t.Fatal(err)
@@ -301,6 +299,7 @@ func readDeb(t testing.TB, rel string) []byte {
 // TestSecureBootTarget: every boot path with every stage, and the transition
 // verdict, for an ESP directory.
 func TestSecureBootTarget(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	dual := readDeb(t, signedEFI[0])
 	only2011, err := authenticode.RemoveSignature(dual, 1)
 	if err != nil {
@@ -382,6 +381,7 @@ func TestSecureBootHelp(t *testing.T) {
 // BenchmarkSecureBootTarget times `vouch secureboot` on the 2 GiB Debian
 // image built by scripts/build-fixtures.sh.
 func BenchmarkSecureBootTarget(b *testing.B) {
+	testfixtures.NeedFixtures(b)
 	img := testfixtures.Path(b, "debian.raw")
 	for i := 0; i < b.N; i++ {
 		var out, errb bytes.Buffer

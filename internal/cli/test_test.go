@@ -119,6 +119,7 @@ dd if=esp.img of=disk.raw bs=1M seek=1 conv=notrunc,sparse status=none
 // that need a booted guest are SKIPPED saying so, the offline cases run on the
 // image, exit 1, and the VM and its files are gone.
 func TestTestFailingBoot(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	img := unsignedShimDisk(t)
 	work := t.TempDir()
 	outDir := t.TempDir()

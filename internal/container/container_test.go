@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // needTool fails the test when a command is missing; every tool used here comes
@@ -131,6 +133,7 @@ func checkImage(t *testing.T, img Image, want []byte) {
 }
 
 func TestConvertedImages(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	dir := t.TempDir()
 	src, want := makeSource(t, dir, sourceSize)
 	tests := []struct {
@@ -195,6 +198,7 @@ func TestConvertedImages(t *testing.T) {
 // TestBackingChains reads qcow2 images whose unallocated clusters come from a
 // backing file of another format, written to with qemu-io.
 func TestBackingChains(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	dir := t.TempDir()
 	src, base := makeSource(t, dir, sourceSize)
 	patch := func(b []byte, off int, n int, v byte) {
@@ -271,6 +275,7 @@ func openChecked(t *testing.T, path string, want []byte) Image {
 // TestReadsLittle opens 2 GiB images with a little data and reads the start
 // of the disk, as an inspection does: it must read well under 1% of the disk.
 func TestReadsLittle(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	dir := t.TempDir()
 	run(t, dir, "qemu-img", "create", "-f", "raw", "big.raw", "2G")
 	run(t, dir, "qemu-io", "-f", "raw", "-c", "write -P 0x33 0 1M", "-c", "write -P 0x44 1G 1M", "big.raw")
@@ -305,6 +310,7 @@ func TestReadsLittle(t *testing.T) {
 
 // TestConcurrentReads reads one image from several goroutines (run with -race).
 func TestConcurrentReads(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	dir := t.TempDir()
 	src, want := makeSource(t, dir, sourceSize)
 	for _, f := range []string{"qcow2", "vpc", "vhdx"} {
@@ -346,6 +352,7 @@ func TestConcurrentReads(t *testing.T) {
 // BenchmarkReadAt reads a 64 MiB qcow2 image, every cluster allocated, with
 // sequential 64 KiB reads.
 func BenchmarkReadAt(b *testing.B) {
+	testfixtures.Long(b, testfixtures.Peers)
 	dir := b.TempDir()
 	data := make([]byte, 64<<20)
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -379,6 +386,7 @@ func BenchmarkReadAt(b *testing.B) {
 // files have it: 511 bytes long at the end (old Virtual PC), or only the copy
 // at the start of a dynamic disk whose trailing footer was cut off.
 func TestVHDFooterVariants(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	dir := t.TempDir()
 	src, want := makeSource(t, dir, sourceSize)
 	convert := func(sub string) []byte {

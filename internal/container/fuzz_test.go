@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 var update = flag.Bool("update", false, "regenerate the fuzz seed corpora in testdata/fuzz from qemu-img images")
@@ -244,6 +246,7 @@ var seedImages = []struct {
 // TestFuzzSeeds checks that the seed corpora open and read as images; with
 // -update it first regenerates them from qemu-img images.
 func TestFuzzSeeds(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	dir := t.TempDir()
 	for _, s := range seedImages {
 		path := filepath.Join("testdata", "fuzz", s.fuzzer, "seed-"+s.name)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // fixture builds the small real images the malformed cases start from.
@@ -99,6 +101,7 @@ func setVHDXLogGUID(b []byte, entry bool) {
 // TestVHDXStaleLogGUID opens a VHDX whose headers have a LogGuid but whose log
 // has no entry with it: there is nothing to replay and it reads as before.
 func TestVHDXStaleLogGUID(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	f := &fixture{t: t, dir: t.TempDir(), cache: map[string][]byte{}}
 	b := f.image("clean.vhdx", "vhdx")
 	setVHDXLogGUID(b, false)
@@ -141,6 +144,7 @@ func vhdxMetaItem(b []byte, id [16]byte) int {
 // TestMalformed opens broken and unsupported images: each must fail with a
 // *FormatError that names the file, at Open or at the first read.
 func TestMalformed(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	f := &fixture{t: t, dir: t.TempDir(), cache: map[string][]byte{}}
 	qcow2 := func() []byte { return f.image("m.qcow2", "qcow2") }
 	l1 := func(b []byte) int { return int(be.Uint64(b[40:])) }

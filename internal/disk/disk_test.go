@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 func need(t testing.TB, cmd, pkg string) {
@@ -60,6 +62,7 @@ func readTable(t testing.TB, p string) (*Table, error) {
 var sgdiskRow = regexp.MustCompile(`(?m)^\s+(\d+)\s+(\d+)\s+(\d+)\s+\S+ \S+\s+([0-9A-F]{4})\s+(.*)$`)
 
 func TestGPTMatchesSgdisk(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	need(t, "sgdisk", "gdisk")
 	p := sparse(t, 64<<20)
 	run(t, "sgdisk", "-n1:1M:+16M", "-t1:EF00", "-c1:EFI System", "-n2:0:+20M", "-t2:8304", "-c2:root",
@@ -94,6 +97,7 @@ func TestGPTMatchesSgdisk(t *testing.T) {
 }
 
 func TestGPTBackupFallback(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	need(t, "sgdisk", "gdisk")
 	p := sparse(t, 32<<20)
 	run(t, "sgdisk", "-n1:1M:+8M", "-t1:EF00", "-n2:0:0", "-t2:8300", p)
@@ -118,6 +122,7 @@ func TestGPTBackupFallback(t *testing.T) {
 }
 
 func TestHybridMBR(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	need(t, "sgdisk", "gdisk")
 	p := sparse(t, 32<<20)
 	run(t, "sgdisk", "-n1:1M:+8M", "-t1:EF00", "-n2:0:0", "-t2:8300", "-h", "2", p)
@@ -131,6 +136,7 @@ func TestHybridMBR(t *testing.T) {
 }
 
 func TestMBRExtended(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	need(t, "sfdisk", "fdisk")
 	p := sparse(t, 64<<20)
 	cmd := exec.Command("sfdisk", "--no-reread", "--no-tell-kernel", p)
@@ -227,6 +233,7 @@ func TestMalformed(t *testing.T) {
 }
 
 func TestProbe(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	for _, tc := range []struct {
 		tool, pkg string
 		args      []string

@@ -3,6 +3,8 @@ package efi
 import (
 	"bytes"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // efiTime encodes an EFI_TIME (year to second).
@@ -23,6 +25,7 @@ func ownedSHA256List(owner GUID, hashes ...byte) []byte {
 // entries of another owner, appends the rest as new lists after the old
 // data, and the timestamp becomes the later one.
 func TestAppendWrite(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	s, err := ParseVarStore(readFile(t, ovmfPath(t, "OVMF_VARS_4M.ms.fd")))
 	if err != nil {
 		t.Fatal(err)

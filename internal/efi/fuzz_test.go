@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // Seeds from real samples; TestFuzzSeeds writes them to testdata/fuzz with
@@ -101,6 +103,7 @@ func authVarSeeds(t testing.TB) map[string][]byte {
 
 // TestFuzzSeeds keeps testdata/fuzz in step with the real samples.
 func TestFuzzSeeds(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	for fuzzer, seeds := range map[string]map[string][]byte{
 		"FuzzSignatureLists": sigListSeeds(t),
 		"FuzzVarStore":       varStoreSeeds(t),
@@ -170,7 +173,9 @@ func FuzzSignatureLists(f *testing.F) {
 }
 
 func FuzzVarStore(f *testing.F) {
-	addSeeds(f, varStoreSeeds(f))
+	if !testing.Short() { // under -short testdata/fuzz holds the same seeds
+		addSeeds(f, varStoreSeeds(f))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseVarStore(b)
 		if err != nil {

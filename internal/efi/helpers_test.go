@@ -28,8 +28,10 @@ var realStores = []string{
 	"OVMF_VARS_4M.snakeoil.fd",
 }
 
+// sbData is the public Secure Boot reference data in the repository's
+// testdata/secureboot.
 func sbData(parts ...string) string {
-	return filepath.Join(append([]string{"..", "..", "..", "shared", "data", "secureboot"}, parts...)...)
+	return testfixtures.Data(append([]string{"secureboot"}, parts...)...)
 }
 
 func ovmfPath(t testing.TB, name string) string {

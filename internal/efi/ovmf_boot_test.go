@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"github.com/vouch-dev/vouch/internal/vm"
 )
 
@@ -22,9 +23,7 @@ import (
 // records, appended its own after them, and must still hold ours; a store it
 // rejected would have been reformatted or lost the variables.
 func TestOVMFBootKeepsWrites(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots OVMF under QEMU (not in -short)")
-	}
+	testfixtures.Long(t, testfixtures.QEMU, testfixtures.OVMF)
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Fatalf("qemu-system-x86_64 not found: install the Debian package qemu-system-x86: %v", err)
@@ -89,12 +88,10 @@ func TestOVMFBootKeepsWrites(t *testing.T) {
 
 	// Poll the flash image until the boot manager has written its boot
 	// options (BootOrder with an entry for the UEFI shell) and
-	// MemoryTypeInformation; QEMU writes pflash through to the file.
-	ready := func() bool {
-		b, err := os.ReadFile(copyPath)
-		if err != nil {
-			return false
-		}
+	// MemoryTypeInformation, and has then written nothing for three polls
+	// (its burst of writes is over: the VM is not stopped mid-record); QEMU
+	// writes pflash through to the file.
+	ready := func(b []byte) bool {
 		st, err := ParseVarStore(b)
 		if err != nil {
 			return false // caught mid-write
@@ -104,23 +101,28 @@ func TestOVMFBootKeepsWrites(t *testing.T) {
 		order, err := vs.BootOrder()
 		return mti && err == nil && len(order) > 0
 	}
-	deadline := time.After(150 * time.Second)
-	done := false
-	for !done {
+	var last []byte
+	quiet := 0
+	settled := func() bool {
 		select {
 		case err := <-exited:
 			t.Fatalf("qemu exited early after %v: %v\n%s", time.Since(start), err, qemuOut.String())
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			<-exited
-			log, _ := os.ReadFile(serial)
-			t.Fatalf("OVMF did not write its boot variables within 150 s\nqemu: %s\nserial: %q", qemuOut.String(), log)
-		case <-time.After(500 * time.Millisecond):
-			done = ready()
+		default:
 		}
+		b, err := os.ReadFile(copyPath)
+		if err != nil || !ready(b) || !bytes.Equal(b, last) {
+			last, quiet = b, 0
+			return false
+		}
+		quiet++
+		return quiet >= 3
 	}
-	// Let the boot manager finish its burst of writes, then stop the VM.
-	time.Sleep(2 * time.Second)
+	if !testfixtures.Eventually(150*time.Second, 500*time.Millisecond, settled) {
+		_ = cmd.Process.Kill()
+		<-exited
+		log, _ := os.ReadFile(serial)
+		t.Fatalf("OVMF did not write its boot variables within 150 s\nqemu: %s\nserial: %q", qemuOut.String(), log)
+	}
 	_ = cmd.Process.Kill()
 	<-exited
 	t.Logf("OVMF wrote its boot variables %v after start", time.Since(start).Round(time.Second))

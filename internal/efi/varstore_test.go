@@ -5,11 +5,14 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // TestRealStoresGolden lists every variable of Debian's OVMF variable store
 // templates, and the signature lists of PK, KEK, db and dbx.
 func TestRealStoresGolden(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	for _, name := range realStores {
 		t.Run(name, func(t *testing.T) {
 			s, err := ReadVarStoreFile(ovmfPath(t, name))
@@ -24,6 +27,7 @@ func TestRealStoresGolden(t *testing.T) {
 // TestMicrosoftStoreFacts checks what Debian's OVMF_VARS_4M.ms.fd is known to
 // hold.
 func TestMicrosoftStoreFacts(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	b := readFile(t, ovmfPath(t, "OVMF_VARS_4M.ms.fd"))
 	if len(b) != 540672 {
 		t.Errorf("size %d, want 540672", len(b))
@@ -64,6 +68,7 @@ func TestMicrosoftStoreFacts(t *testing.T) {
 
 // TestRoundTrip: parsing and re-encoding every real store changes nothing.
 func TestRoundTrip(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	for _, name := range realStores {
 		b := readFile(t, ovmfPath(t, name))
 		s, err := ParseVarStore(b)
@@ -105,6 +110,7 @@ func checkOutsideStore(t *testing.T, name string, orig []byte, s *VarStore) {
 var testGUID = mustGUID("3e0f5c36-7b0e-4a4e-9d39-6a2f5b4b1e01")
 
 func TestSetAppendDelete(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	orig := readFile(t, ovmfPath(t, "OVMF_VARS_4M.ms.fd"))
 	s, err := ParseVarStore(orig)
 	if err != nil {
@@ -217,6 +223,7 @@ func TestSetAppendDelete(t *testing.T) {
 }
 
 func TestSetNoOpAndValidation(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	orig := readFile(t, ovmfPath(t, "OVMF_VARS_4M.ms.fd"))
 	s, err := ParseVarStore(orig)
 	if err != nil {
@@ -250,6 +257,7 @@ func TestSetNoOpAndValidation(t *testing.T) {
 // ErrStoreFull and leaves the bytes unchanged; one that fits only after
 // compaction succeeds.
 func TestStoreFull(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	orig := readFile(t, ovmfPath(t, "OVMF_VARS.ms.fd"))
 	s, err := ParseVarStore(orig)
 	if err != nil {

@@ -102,9 +102,7 @@ func yesNo(b bool) string {
 //   - FORTIFY counts: checksec measures against the host's libc; they are
 //     compared only when the host's libc equals the fixture's.
 func TestELFMatchesChecksec(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the Debian fixture root and checksec")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers) // checksec
 	root := testfixtures.Path(t, "rootfs")
 	fx := filepath.Dir(root)
 	tg, err := target.Open(root, target.Options{})

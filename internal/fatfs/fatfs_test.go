@@ -17,9 +17,12 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 func TestRealImages(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	for _, spec := range imageSpecs {
 		t.Run(spec.name, func(t *testing.T) {
 			t.Parallel()
@@ -365,6 +368,7 @@ func TestCP437Table(t *testing.T) {
 // BenchmarkRead1MiB reads a 1 MiB file from a FAT16 image, through the file
 // system's page cache (file) and from memory (memory, the package's own cost).
 func BenchmarkRead1MiB(b *testing.B) {
+	testfixtures.Long(b, testfixtures.Peers)
 	needTools(b)
 	dir := b.TempDir()
 	imgPath := dir + "/bench.img"

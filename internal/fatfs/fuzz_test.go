@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 var update = flag.Bool("update", false, "rewrite the FuzzFAT seed corpus from images built with mkfs.vfat and mtools")
@@ -37,6 +39,7 @@ func seedPath(name string) string {
 // TestFuzzSeeds checks that the seed corpus is present and opens; with -update it
 // rebuilds the corpus from real images.
 func TestFuzzSeeds(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	for _, spec := range seedSpecs {
 		t.Run(spec.name, func(t *testing.T) {
 			if *update {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/authenticode/authenticodetest"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // tinyEFI returns two minimal PE images for the fuzzers' seeds: a tiny
@@ -77,6 +79,7 @@ func FuzzAptArchives(f *testing.F) {
 // TestTinyPackages builds the fuzz seeds' packages and checks what the
 // readers find in every compression.
 func TestTinyPackages(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers) // rpmbuild
 	notShim, grub := tinyEFI()
 	dir := t.TempDir()
 	for _, comp := range []string{"none", "gzip", "xz", "zstd"} {

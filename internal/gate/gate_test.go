@@ -30,14 +30,16 @@ func profile(t *testing.T, name string) *secureboot.Firmware {
 }
 
 func TestJudge(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	shim2023 := bin(t, "new-shimx64.efi", gatetest.Shim2023Only(t))
 	dual := bin(t, "dual-shimx64.efi", gatetest.DualShim(t))
 	shim2011 := bin(t, "old-shimx64.efi", gatetest.Shim2011Only(t))
 	grub := bin(t, "grubx64.efi", gatetest.ReadDebFile(t, gatetest.GRUBDeb))
-	kernel := bin(t, "vmlinuz-6.1.0-56-amd64", gatetest.ReadDebFile(t, gatetest.KernelDeb))
-	// A GRUB built and signed by Red Hat (shim's test data): Debian's shim
-	// trusts only Debian's key for its second stage.
-	rhGRUB := bin(t, "el7-grubx64.efi", readShared(t, "secureboot", "efi", "shim-test-data-grubx64.0.80.el7.efi"))
+	kernelName, kernelBytes := gatetest.Kernel(t)
+	kernel := bin(t, kernelName, kernelBytes)
+	// Debian's GRUB re-signed by another vendor's key: Debian's shim trusts
+	// only Debian's key for its second stage.
+	otherGRUB := bin(t, "other-vendor-grubx64.efi", gatetest.OtherVendorGRUB(t))
 
 	store2011 := gatetest.Store2011(t)
 	fw2011 := gatetest.Firmware(t, store2011)
@@ -82,7 +84,7 @@ func TestJudge(t *testing.T) {
 			name:    "2023-only shim once db holds the 2023 CA",
 			req:     Request{Shim: shim2023, GRUB: grub, Kernel: kernel, Firmware: fwBoth},
 			outcome: Safe, boots: true,
-			msg:    []string{"new-shimx64.efi boots on this firmware", "Microsoft UEFI CA 2023", "its own SBAT passes", "it accepts grubx64.efi", "it accepts the kernel vmlinuz-6.1.0-56-amd64"},
+			msg:    []string{"new-shimx64.efi boots on this firmware", "Microsoft UEFI CA 2023", "its own SBAT passes", "it accepts grubx64.efi", "it accepts the kernel " + kernelName},
 			checks: 4,
 		},
 		{
@@ -113,9 +115,9 @@ func TestJudge(t *testing.T) {
 		},
 		{
 			name:    "new shim refuses a GRUB signed by another vendor",
-			req:     Request{Shim: shim2023, GRUB: rhGRUB, Firmware: fwBoth},
+			req:     Request{Shim: shim2023, GRUB: otherGRUB, Firmware: fwBoth},
 			outcome: Refused,
-			msg:     []string{"would refuse its second stage el7-grubx64.efi"},
+			msg:     []string{"would refuse its second stage other-vendor-grubx64.efi", "no signature verifies with db, MokList or shim's vendor certificate"},
 			advice:  []string{"GRUB build signed for the new shim"}, checks: 3, refusedCheck: stepGRUB,
 		},
 		{
@@ -168,6 +170,7 @@ func TestJudge(t *testing.T) {
 }
 
 func TestParseShim(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	if _, err := ParseShim("notes.txt", []byte("hello, not a PE image")); err == nil || !strings.Contains(err.Error(), "notes.txt: not an EFI binary") {
 		t.Errorf("text file: %v", err)
 	}
@@ -183,6 +186,7 @@ func TestParseShim(t *testing.T) {
 // TestTargetStages finds the GRUB behind the shim of Debian's extracted root
 // and its kernel.
 func TestTargetStages(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	s := targetStagesOf(t, testfixtures.Path(t, "debian.raw"))
 	if s.GRUB == nil || !strings.HasSuffix(s.GRUB.Name, "EFI/debian/grubx64.efi") {
 		t.Fatalf("GRUB %+v", s.GRUB)

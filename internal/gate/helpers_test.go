@@ -8,7 +8,6 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/gate/gatetest"
 	"github.com/vouch-dev/vouch/internal/target"
-	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 func readFile(t testing.TB, p string) []byte {
@@ -18,11 +17,6 @@ func readFile(t testing.TB, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func readShared(t testing.TB, parts ...string) []byte {
-	t.Helper()
-	return readFile(t, testfixtures.Data(parts...))
 }
 
 // targetStagesOf opens an image or directory target and finds its stages.

@@ -74,6 +74,7 @@ func selectOrFatal(t *testing.T, rules ...Selection) []Case {
 // back, the offline cloud-image cases agree with `vouch scan --suite
 // cloud-image` on the same image (its baked host keys and sshd defaults fail).
 func TestE2ECloudP0P1(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	img := testfixtures.Path(t, "debian-cloud.qcow2")
 	work := t.TempDir()
 	cases := selectOrFatal(t, Selection{Priorities: []int{0, 1}})
@@ -144,6 +145,7 @@ func TestE2ECloudP0P1(t *testing.T) {
 // The console-only image: no cloud-init, so the SSH cases are SKIPPED with the
 // reason and the console cases decide.
 func TestE2EConsoleOnly(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	img := testfixtures.Path(t, "debian.raw")
 	work := t.TempDir()
 	consoleLog := filepath.Join(t.TempDir(), "console.log")
@@ -196,6 +198,7 @@ func TestE2EConsoleOnly(t *testing.T) {
 // Debian's shim is signed by both Microsoft UEFI CAs, so debian.raw boots on
 // every profile, as vouch secureboot predicts.
 func TestE2EFirmwareMatrix(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	img := testfixtures.Path(t, "debian.raw")
 	work := t.TempDir()
 	var rows []string
@@ -233,14 +236,17 @@ func TestE2EFirmwareMatrix(t *testing.T) {
 // comes back with the unfinished cases SKIPPED, the error is the context's,
 // and nothing is left behind.
 func TestE2EInterrupted(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	img := testfixtures.Path(t, "debian.raw")
 	work := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cases := selectOrFatal(t, Selection{Names: []string{"boot.multi-user", "storage.fstab-root-uuid", "boot.reboot-qmp"}})
-	start := time.Now()
+	// Limits far beyond any boot: a run the cancel did not stop would only
+	// end at go test's -timeout, which is how this test would fail.
 	rep, err := Run(ctx, Config{
 		Image: img, Firmware: vm.Firmware{Boot: vm.UEFI, SecureBoot: true}, Accel: "tcg", WorkDir: work,
+		BootTimeout: 24 * time.Hour, Timeout: 24 * time.Hour,
 		// The offline case runs once the VM has started: interrupt there.
 		Observer: ObserverFunc(func(r Result) {
 			if r.Name == "storage.fstab-root-uuid" && r.Status == Running {
@@ -250,9 +256,6 @@ func TestE2EInterrupted(t *testing.T) {
 	}, cases)
 	if err == nil || ctx.Err() == nil || rep == nil {
 		t.Fatalf("Run = %v, %v; want the report and context.Canceled", rep, err)
-	}
-	if took := time.Since(start); took > time.Minute {
-		t.Errorf("interrupted run took %s", took)
 	}
 	noLeftovers(t, work)
 	for _, r := range rep.Results {

@@ -15,6 +15,7 @@ import (
 //
 //	go test ./internal/integrity -run '^$' -bench VerifyImage -benchtime 1x
 func BenchmarkVerifyImage(b *testing.B) {
+	testfixtures.NeedFixtures(b)
 	for _, name := range []string{"debian.raw", "debian.qcow2"} {
 		b.Run(name, func(b *testing.B) {
 			img := testfixtures.Path(b, name)

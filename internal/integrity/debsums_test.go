@@ -105,6 +105,7 @@ func runDebsums(t *testing.T, root string, flags ...string) []string {
 //
 // The test below makes changes where both tools must agree exactly.
 func TestDebsumsEqualityOnFixture(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers)
 	root := copyRoot(t)
 	write := func(p, content string, mode os.FileMode) {
 		full := filepath.Join(root, p)
@@ -211,6 +212,7 @@ func TestDebsumsEqualityOnFixture(t *testing.T) {
 // TestUntouchedFixtureIsClean: debsums finds nothing on the fixture as built,
 // and neither does vouch.
 func TestUntouchedFixtureIsClean(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers)
 	root := testfixtures.Path(t, "rootfs")
 	res := verifyDir(t, root, Options{Unowned: true})
 	if len(res.Problems) != 0 || len(res.Issues) != 0 {
@@ -228,6 +230,7 @@ func TestUntouchedFixtureIsClean(t *testing.T) {
 // reader, raw and qcow2; XFS read by the library) the inventory and the
 // integrity check see exactly what they see on the extracted directory.
 func TestImageMatchesDirectory(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	dir := testfixtures.Path(t, "rootfs")
 	b := verifyDir(t, dir, Options{Unowned: true})
 	for _, name := range []string{"debian.raw", "debian.qcow2", "debian-xfs.raw"} {

@@ -7,11 +7,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // TestRPMVerifyAgainstRPM: on a real rpm root, vouch's file digests agree with
 // rpm -V.
 func TestRPMVerifyAgainstRPM(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	for _, tool := range []string{"rpm", "rpmbuild", "rpmsign", "gpg"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing: apt-get install rpm gnupg", tool)

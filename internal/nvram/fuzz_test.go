@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/efi"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // smallStore builds a 4 KiB firmware volume holding an authenticated
@@ -72,6 +74,7 @@ func smallUpdate(t testing.TB, entries int) []byte {
 }
 
 func FuzzParseUpdate(f *testing.F) {
+	testfixtures.Long(f, testfixtures.OVMF)
 	raw := readFile(f, dbxUpdate)
 	f.Add(raw)
 	f.Add(smallUpdate(f, 2))
@@ -102,6 +105,7 @@ func FuzzParseUpdate(f *testing.F) {
 }
 
 func FuzzStoreEdit(f *testing.F) {
+	testfixtures.Long(f, testfixtures.OVMF)
 	store := smallStore(f)
 	upd := smallUpdate(f, 3)
 	f.Add(store, upd)

@@ -48,6 +48,7 @@ func statuses(fs []finding.Finding) string {
 // the fixture's packages are failing findings, while an unreadable OSV file is
 // an error finding naming it.
 func TestSuiteOnFixtureImage(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	db, err := vuln.Load(filepath.Join("..", "vuln", "testdata", "osv"))
 	if err != nil {
 		t.Fatal(err)

@@ -51,6 +51,7 @@ func lines(pkgs []Package) []string {
 }
 
 func TestDpkgQueryEquality(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	root := testfixtures.Path(t, "rootfs")
 	inv := readRoot(t, root, Options{AllStates: true, Files: true, Licenses: true})
 	got, want := lines(inv.Packages), dpkgQuery(t, root)
@@ -79,6 +80,7 @@ func TestDpkgQueryEquality(t *testing.T) {
 // matches it with AllStates, and keeps only installed and half-configured
 // packages without.
 func TestDpkgStates(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	src := testfixtures.Path(t, "rootfs")
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "var/lib/dpkg/info"), 0o755); err != nil {
@@ -347,6 +349,7 @@ func rpmRoot(files map[string][]byte) fstest.MapFS {
 }
 
 func TestRPMBerkeleyDBAgainstRPM(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	p := centosPackages(t)
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -373,6 +376,7 @@ func TestRPMBerkeleyDBAgainstRPM(t *testing.T) {
 }
 
 func TestRPMSQLiteAgainstRPM(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	src := centosPackages(t)
 	dir := t.TempDir()
 	b, err := os.ReadFile(src)

@@ -17,6 +17,7 @@ import (
 )
 
 func TestSourcesOnFixture(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	root := testfixtures.Path(t, "rootfs")
 	tg, err := target.Open(root, target.Options{})
 	if err != nil {
@@ -137,6 +138,7 @@ func listsRoot(t *testing.T, sources string, inrelease []byte) fstest.MapFS {
 const inRelease = "deb.debian.org_debian-security_dists_bookworm-security_InRelease"
 
 func TestInRelease(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	real, err := os.ReadFile(filepath.Join("testdata", inRelease))
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +201,7 @@ func rpmRoot(t *testing.T) string {
 }
 
 func TestRPMHeaderSignatures(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	dir := rpmRoot(t)
 	root := filepath.Join(dir, "root")
 	open := func() (*pkgdb.Inventory, *target.Target) {

@@ -48,12 +48,17 @@ type Counts struct {
 }
 
 // SuiteSummary is one suite's counts and its compliance: passed findings as a
-// percentage of those that applied (pass + fail + error).
+// percentage of those that applied (pass + fail + error). Compliance is nil
+// (JSON null, "n/a" in the table) when nothing applied: a suite with nothing
+// to judge is not 0% compliant.
 type SuiteSummary struct {
 	Suite string `json:"suite"`
 	Counts
-	Compliance float64 `json:"compliance"`
+	Compliance *float64 `json:"compliance"`
 }
+
+// Applied is the number of findings that applied (pass + fail + error).
+func (s SuiteSummary) Applied() int { return s.Pass + s.Fail + s.Error }
 
 func (c *Counts) add(s finding.Status) {
 	switch s {
@@ -88,8 +93,9 @@ func New(tool Tool, t TargetInfo, fs []finding.Finding) *Report {
 	}
 	for _, name := range order {
 		s := bySuite[name]
-		if applied := s.Pass + s.Fail + s.Error; applied > 0 {
-			s.Compliance = float64(int(float64(s.Pass)/float64(applied)*1000+0.5)) / 10
+		if applied := s.Applied(); applied > 0 {
+			c := float64(int(float64(s.Pass)/float64(applied)*1000+0.5)) / 10
+			s.Compliance = &c
 		}
 		r.Summary.Suites = append(r.Summary.Suites, *s)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"flag"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/finding"
@@ -26,6 +28,8 @@ func sample() *Report {
 			Status: finding.Error, Message: "etc/ssh/sshd_config: Include loop", Remediation: "Fix the Include directives."},
 		{ID: "cloud-image.root-fs-type", Suite: "cloud-image", Title: "Root file system type is accepted", Severity: finding.Medium,
 			Status: finding.Pass, Message: "root file system is ext4 <&>"},
+		{ID: "kernel.lockdown", Suite: "kernel", Title: "Kernel lockdown is on", Severity: finding.Medium,
+			Status: finding.NotApplicable, Message: "no running kernel in an image"},
 	}
 	return New(Tool{Name: "vouch", Version: "test"}, TargetInfo{Path: "debian.qcow2", Kind: "image", Format: "qcow2", OS: "Debian GNU/Linux 12 (bookworm)"}, fs)
 }
@@ -54,7 +58,7 @@ func TestGolden(t *testing.T) {
 				if err := xml.Unmarshal(buf.Bytes(), &v); err != nil {
 					t.Error(err)
 				}
-				if v.Tests != 5 || v.Failures != 1 || v.Errors != 1 || v.Skipped != 1 {
+				if v.Tests != 6 || v.Failures != 1 || v.Errors != 1 || v.Skipped != 2 {
 					t.Errorf("junit counts %+v", v)
 				}
 			}
@@ -64,13 +68,40 @@ func TestGolden(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	r := sample()
-	if r.Summary.Pass != 2 || r.Summary.Fail != 1 || r.Summary.NotApplicable != 1 || r.Summary.Error != 1 {
+	if r.Summary.Pass != 2 || r.Summary.Fail != 1 || r.Summary.NotApplicable != 2 || r.Summary.Error != 1 {
 		t.Errorf("summary %+v", r.Summary.Counts)
 	}
-	want := map[string]float64{"secureboot": 50, "baseline": 0, "cloud-image": 100}
+	// A suite with nothing applicable has no compliance (JSON null, "n/a"),
+	// not 0%; one where everything that applied failed has 0%.
+	want := map[string]string{"secureboot": "50", "baseline": "0", "cloud-image": "100", "kernel": "n/a"}
 	for _, s := range r.Summary.Suites {
-		if s.Compliance != want[s.Suite] {
-			t.Errorf("suite %s compliance %v, want %v", s.Suite, s.Compliance, want[s.Suite])
+		got := "n/a"
+		if s.Compliance != nil {
+			got = strconv.FormatFloat(*s.Compliance, 'f', -1, 64)
+		}
+		if got != want[s.Suite] {
+			t.Errorf("suite %s compliance %s, want %s", s.Suite, got, want[s.Suite])
+		}
+	}
+	var table bytes.Buffer
+	if err := WriteTable(&table, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "  kernel          n/a (nothing applied; 1 not applicable)\n") || strings.Contains(table.String(), "kernel         0.0%") {
+		t.Errorf("table does not say n/a for the kernel suite:\n%s", table.String())
+	}
+	var js struct {
+		Summary struct {
+			Suites []map[string]any `json:"suites"`
+		} `json:"summary"`
+	}
+	var b bytes.Buffer
+	if err := WriteJSON(&b, r); err != nil || json.Unmarshal(b.Bytes(), &js) != nil {
+		t.Fatalf("json: %v\n%s", err, b.String())
+	}
+	for _, s := range js.Summary.Suites {
+		if c, ok := s["compliance"]; !ok || (s["suite"] == "kernel") != (c == nil) {
+			t.Errorf("JSON suite %v: compliance %v", s["suite"], c)
 		}
 	}
 	if err := Write(&bytes.Buffer{}, r, "pdf"); err == nil {

@@ -46,7 +46,11 @@ func WriteTable(w io.Writer, r *Report) error {
 	fmt.Fprintf(ew, "\n%d passed, %d failed, %d not applicable, %d errors\n",
 		r.Summary.Pass, r.Summary.Fail, r.Summary.NotApplicable, r.Summary.Error)
 	for _, s := range r.Summary.Suites {
-		fmt.Fprintf(ew, "  %-12s %5.1f%% compliant (%d of %d that applied)\n", s.Suite, s.Compliance, s.Pass, s.Pass+s.Fail+s.Error)
+		if s.Compliance == nil {
+			fmt.Fprintf(ew, "  %-12s %6s (nothing applied; %d not applicable)\n", s.Suite, "n/a", s.NotApplicable)
+			continue
+		}
+		fmt.Fprintf(ew, "  %-12s %5.1f%% compliant (%d of %d that applied)\n", s.Suite, *s.Compliance, s.Pass, s.Applied())
 	}
 	return ew.err
 }

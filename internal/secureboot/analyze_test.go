@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"unicode/utf16"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 func utf16le(s string) []byte {
@@ -56,6 +58,7 @@ func stagePaths(bp BootPath) string {
 }
 
 func TestBootPaths(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	sh := debianShims(t).dual
 	store := addBootEntries(t, readArtefact(t, ovmfVars), []string{`\EFI\debian\shimx64.efi`, `\EFI\other\loader.efi`})
 	fw := firmwareFromStore(t, store)
@@ -125,6 +128,7 @@ func TestBootPaths(t *testing.T) {
 // TestTransition: the compatibility table, with Debian's shims on the
 // what-if profiles.
 func TestTransition(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	sh := debianShims(t)
 	grub := deb(t, grubRel)
 	esp := func(shim []byte) fstest.MapFS {
@@ -190,6 +194,7 @@ func TestTransition(t *testing.T) {
 // TestAnalyzeSBATRevoked: a GRUB revoked by the SbatLevel variable stops the
 // path, and the advice says what to update.
 func TestAnalyzeSBATRevoked(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	sh := debianShims(t).dual
 	spec := fwSpec{db: x509List(readCert(t, "db-microsoft-uefi-ca-2011.der"), readCert(t, "db-microsoft-uefi-ca-2023.der")),
 		sbatLevel: "sbat,1,2099010100\nshim,4\ngrub,6\n"}

@@ -41,7 +41,7 @@ const (
 // Stage is one binary of a boot chain and the verdict of whoever loads it.
 type Stage struct {
 	Role     string      `json:"role"`
-	Path     string      `json:"path"` // in the ESP ("EFI/BOOT/BOOTX64.EFI") or the root ("boot/vmlinuz-6.1.0-56-amd64")
+	Path     string      `json:"path"` // in the ESP ("EFI/BOOT/BOOTX64.EFI") or the root ("boot/vmlinuz-…-amd64")
 	FS       string      `json:"fs"`   // "esp" or "root"
 	LoadedBy string      `json:"loadedBy"`
 	Signers  []string    `json:"signers"`  // signer subjects, one per signature

@@ -9,6 +9,8 @@ import (
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/finding"
 	"github.com/vouch-dev/vouch/internal/target"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 func runChecks(t *testing.T, esp fstest.MapFS, fw *Firmware) map[string][]finding.Finding {
@@ -33,6 +35,7 @@ func status(fs []finding.Finding) string {
 }
 
 func TestChecks(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	for _, c := range Checks() {
 		if !strings.HasPrefix(c.ID, Suite+".") || c.Suite != Suite || c.Title == "" || c.Run == nil {
 			t.Errorf("bad check %+v", c)

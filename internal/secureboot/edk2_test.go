@@ -13,6 +13,8 @@ import (
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/authenticode/authenticodetest"
 	"github.com/vouch-dev/vouch/internal/efi"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // fwSpec describes a firmware state for table tests; build turns it into
@@ -292,6 +294,7 @@ func TestVerifyNotEnforced(t *testing.T) {
 // TestVerifyRealShim runs the decision on Debian's dual-signed shim and its
 // one-signature variants under the what-if profiles and real stores.
 func TestVerifyRealShim(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	sh := debianShims(t)
 	digest := shimDigest(t, sh.dual)
 	shimsByName := map[string][]byte{"2011-only": sh.only2011, "2023-only": sh.only2023, "dual": sh.dual}
@@ -325,6 +328,7 @@ func TestVerifyRealShim(t *testing.T) {
 
 // TestDBCert: a profile plus a user-supplied certificate.
 func TestDBCert(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	sh := debianShims(t)
 	fw, err := FromProfile(ProfileMicrosoft2011)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/efi"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 func readVarDir(t testing.TB, name string) *efi.VarSet {
@@ -83,6 +85,7 @@ func TestFromVarsEfivarsNoModes(t *testing.T) {
 // nor SetupMode (they are volatile): PK present and SecureBootEnable=1 make
 // Secure Boot on in user mode, as AuthVariableLib decides at start-up.
 func TestFromVarsStore(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	fw := firmwareFromStore(t, readArtefact(t, ovmfVars))
 	if !fw.SecureBoot || fw.SetupMode {
 		t.Errorf("SecureBoot=%v SetupMode=%v", fw.SecureBoot, fw.SetupMode)

@@ -2,12 +2,11 @@ package secureboot
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/efi"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // FuzzSBAT feeds the .sbat parser, the SbatLevel parser, the level check,
@@ -16,7 +15,7 @@ import (
 // shim and GRUB.
 func FuzzSBAT(f *testing.F) {
 	for _, rel := range []string{shimRel, grubRel} {
-		if b, err := os.ReadFile(filepath.Join("..", "..", ".cache", "debs", "x", rel)); err == nil {
+		if b := testfixtures.DebSeed(f, rel); b != nil {
 			if img, err := authenticode.Parse(b); err == nil {
 				for _, name := range []string{".sbat", ".sbatlevel"} {
 					if s, ok := img.SectionData(name); ok {
@@ -58,7 +57,7 @@ func FuzzSBAT(f *testing.F) {
 // FuzzVendorCert feeds the .vendor_cert parser. Seeds: testdata/fuzz and
 // Debian's shim's real section.
 func FuzzVendorCert(f *testing.F) {
-	if b, err := os.ReadFile(filepath.Join("..", "..", ".cache", "debs", "x", shimRel)); err == nil {
+	if b := testfixtures.DebSeed(f, shimRel); b != nil {
 		if img, err := authenticode.Parse(b); err == nil {
 			if s, ok := img.SectionData(".vendor_cert"); ok {
 				f.Add(append([]byte(nil), s...))

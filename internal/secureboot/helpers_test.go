@@ -19,7 +19,7 @@ import (
 
 // Real artefacts: Debian's signed packages (scripts/fetch-debs.sh, through
 // testfixtures, which fetches them on first use), the Microsoft certificates
-// of the shared reference data, Debian's OVMF.
+// of the reference data in testdata/secureboot, Debian's OVMF.
 const (
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
@@ -52,12 +52,7 @@ func readArtefact(t testing.TB, p string) []byte {
 
 func kernelPath(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Dir(testfixtures.Deb(t, "linux-image/boot"))
-	m, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	if len(m) == 0 {
-		t.Fatal("no linux-image/boot/vmlinuz-* from scripts/fetch-debs.sh")
-	}
-	return m[0]
+	return testfixtures.Kernel(t)
 }
 
 func parseImage(t testing.TB, b []byte) *authenticode.Image {
@@ -73,7 +68,7 @@ func readCert(t testing.TB, name string) *x509.Certificate {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(sharedDir, "certs", name))
 	if err != nil {
-		t.Fatalf("%v (the shared reference data)", err)
+		t.Fatalf("%v (the reference data in testdata/secureboot)", err)
 	}
 	c, err := x509.ParseCertificate(b)
 	if err != nil {

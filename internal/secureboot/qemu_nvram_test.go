@@ -58,9 +58,7 @@ func editStore(t *testing.T, edit func(s *nvram.Store) error) []byte {
 //   - the store set to profile microsoft-2023 refuses the 2011-only shim and
 //     boots the 2023-only one.
 func TestQEMUEditedStores(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots OVMF under QEMU (not in -short)")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	dual, only2011, only2023 := secureboot.DebianShims(t)
 	grub := secureboot.DebianGRUB(t)
 	ca2023, ok := mscerts.Lookup("microsoft-uefi-ca-2023")

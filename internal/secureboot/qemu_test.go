@@ -14,6 +14,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"github.com/vouch-dev/vouch/internal/vm"
 )
 
@@ -179,9 +180,7 @@ func makeESP(t *testing.T, dir string, files map[string][]byte) []byte {
 // shim's hash in dbx, and checks that vouch's verdict on the removable-media
 // boot path is what the real firmware did.
 func TestQEMUOracle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots OVMF under QEMU (not in -short)")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.QEMU, testfixtures.OVMF)
 	sh := debianShims(t)
 	grub := deb(t, grubRel)
 	digest := shimDigest(t, sh.dual)

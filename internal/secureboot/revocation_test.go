@@ -170,6 +170,7 @@ func ovmfFirmware(t *testing.T) *Firmware {
 // Debian's Microsoft-keyed OVMF: nothing is revoked, it still boots. The
 // whole impact is a golden file.
 func TestRevocationRealDBX(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	tg, err := target.Open(testfixtures.Path(t, "debian.raw"), target.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -217,6 +218,7 @@ func golden(t *testing.T, name string, got []byte) {
 // TestRevocationDBXHits: updates that revoke Debian's GRUB or shim, in every
 // form, by hash and by certificate.
 func TestRevocationDBXHits(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	sh := debianShims(t)
 	grubDigest := parseImage(t, deb(t, grubRel)).Digest(crypto.SHA256)
 	shimHash := shimDigest(t, sh.dual)
@@ -318,6 +320,7 @@ func mustProfile(t *testing.T, name string) *Firmware {
 // grub.debian,5 in its .sbat) or its shim (shim,4), and the levels Debian's
 // shim carries (automatic 2025021800, latest 2025051000).
 func TestRevocationSBAT(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	esp := fixtureESP(t, debianShims(t).dual)
 	history := filepath.Join(sharedDir, "SbatLevel_Variable.txt")
 	lvl := func(text string) Revocation {
@@ -388,6 +391,7 @@ func TestRevocationSBAT(t *testing.T) {
 
 // TestRevocationNoShim: latest and automatic need the target's shim.
 func TestRevocationNoShim(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	esp := fstest.MapFS{"EFI/BOOT/BOOTX64.EFI": {Data: deb(t, grubRel)}}
 	paths := BootPaths(esp, nil, nil)
 	for _, kw := range []string{"latest", "automatic"} {
@@ -564,6 +568,7 @@ func TestDBXUpdateBareLists(t *testing.T) {
 // TestAppendDBX: an append write drops entries already in dbx, as edk2's
 // FilterSignatureList does.
 func TestAppendDBX(t *testing.T) {
+	testfixtures.Long(t, testfixtures.OVMF)
 	fw := ovmfFirmware(t)
 	before := countEntries(fw.DBX)
 	u, err := ReadDBXUpdate(dbxFile("DBXUpdate-amd64.bin"))

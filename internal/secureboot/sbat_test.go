@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 func TestParseSBAT(t *testing.T) {
@@ -82,6 +84,7 @@ func TestSBATLevelCheck(t *testing.T) {
 // TestSBATLevelsPublished parses every level of shim's SbatLevel_Variable.txt
 // and checks Debian 12's GRUB and shim against them.
 func TestSBATLevelsPublished(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	f, err := os.Open(filepath.Join(sharedDir, "SbatLevel_Variable.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +153,7 @@ func mustSection(t testing.TB, b []byte, name string) []byte {
 // TestSBATLevelSectionReal reads Debian's shim's .sbatlevel: version 0,
 // offsets relative to the payload header at offset 4.
 func TestSBATLevelSectionReal(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	e, err := ParseSBATLevelSection(mustSection(t, deb(t, shimRel), ".sbatlevel"))
 	if err != nil {
 		t.Fatal(err)

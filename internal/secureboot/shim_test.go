@@ -13,6 +13,8 @@ import (
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/authenticode/authenticodetest"
 	"github.com/vouch-dev/vouch/internal/efi"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // vendorCertSection builds a .vendor_cert section: cert_table, then the
@@ -185,6 +187,7 @@ func TestShimVerify(t *testing.T) {
 
 // TestShimReal: Debian's shim, GRUB, kernel, fallback and MokManager.
 func TestShimReal(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.OVMF)
 	sh := parseImage(t, debianShims(t).dual)
 	fw := firmwareFromStore(t, readArtefact(t, ovmfVars))
 	for _, c := range []struct {
@@ -224,6 +227,7 @@ func TestShimReal(t *testing.T) {
 }
 
 func TestVendorCertReal(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	sh := parseImage(t, debianShims(t).dual)
 	b, ok := sh.SectionData(".vendor_cert")
 	if !ok {

@@ -152,6 +152,7 @@ func imageSummary(t testing.TB, root *rootfs.FS) []string {
 // vouch meets: ext2 and ext3 (block maps), ext4 with and without 64-bit
 // descriptors, 1 KiB and 64 KiB blocks, 128-byte inodes, META_BG, inline data.
 func TestExt4Variants(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	src := ext4Tree(t)
 	want := dirSummary(t, src)
 	for _, v := range []struct {
@@ -270,6 +271,7 @@ func diffLines(want, got []string) string {
 // type, mode, size, symlink target and content with the directory, reading
 // from several goroutines at once as the integrity check does.
 func TestExt4Fixture(t *testing.T) {
+	testfixtures.NeedFixtures(t)
 	img := testfixtures.Path(t, "root.ext4")
 	dir := testfixtures.Path(t, "rootfs")
 	f, err := os.Open(img)
@@ -350,6 +352,7 @@ func smallExt4(t testing.TB, features string) []byte {
 // so that inputs stay small (a whole 128 KiB image as the input makes the
 // fuzzer spend its time minimising) while every byte can be reached.
 func FuzzExt4Image(f *testing.F) {
+	testfixtures.Long(f, testfixtures.Peers)
 	var seeds [][]byte
 	for _, features := range smallExt4Features {
 		seeds = append(seeds, smallExt4(f, features))
@@ -387,6 +390,7 @@ var smallExt4Features = []string{"^has_journal,^resize_inode", "^has_journal,^re
 
 // TestSmallExt4 makes sure the fuzzer's seeds are readable images.
 func TestSmallExt4(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	for _, features := range smallExt4Features {
 		root, err := openKind("ext4", smallExt4(t, features))
 		if err != nil {
@@ -411,6 +415,7 @@ func TestSmallExt4(t *testing.T) {
 // endless walk; a file claiming more bytes than its file system is not read; a
 // directory entry naming a nonexistent inode is an error for that path only.
 func TestExt4Corrupt(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	img := filepath.Join(t.TempDir(), "fs.img")
 	if err := os.WriteFile(img, smallExt4(t, smallExt4Features[0]), 0o644); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/rootfs"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // mkfsImage builds a small file system of the given type holding a root-like
@@ -81,6 +83,7 @@ func openKind(kind string, b []byte) (*rootfs.FS, error) {
 }
 
 func TestLinuxFS(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	for _, kind := range []string{"ext4", "xfs"} {
 		t.Run(kind, func(t *testing.T) {
 			root, err := openKind(kind, mkfsImage(t, kind))
@@ -129,6 +132,7 @@ func TestLinuxFS(t *testing.T) {
 // descriptors, bitmaps, the first inode table blocks) of a 2 MiB image;
 // FuzzExt4Image mutates whole small images.
 func FuzzExt4(f *testing.F) {
+	testfixtures.Long(f, testfixtures.Peers)
 	seed := mkfsImage(f, "ext4")
 	f.Add(seed[:16<<10])
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -149,6 +153,7 @@ func FuzzExt4(f *testing.F) {
 }
 
 func TestInodeNumber(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
 	for _, kind := range []string{"ext4", "xfs"} {
 		root, err := openKind(kind, mkfsImage(t, kind))
 		if err != nil {

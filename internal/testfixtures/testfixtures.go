@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -41,6 +42,7 @@ var mu sync.Mutex
 // debian-cloud.qcow2 is built by scripts/build-cloud-fixture.sh.
 func Path(t testing.TB, name string) string {
 	t.Helper()
+	notShort(t, name)
 	p := filepath.Join(Dir(), name)
 	if _, err := os.Stat(p); err == nil {
 		return p
@@ -66,6 +68,7 @@ func Path(t testing.TB, name string) string {
 // "shim-signed/usr/lib/shim/shimx64.efi.signed").
 func Deb(t testing.TB, rel string) string {
 	t.Helper()
+	notShort(t, ".cache/debs/x/"+rel)
 	p := filepath.Join(Repo(), ".cache", "debs", "x", rel)
 	if _, err := os.Stat(p); err == nil {
 		return p
@@ -77,6 +80,26 @@ func Deb(t testing.TB, rel string) string {
 		t.Fatalf("%s is not in Debian's packages as fetched by scripts/fetch-debs.sh: %v", rel, err)
 	}
 	return p
+}
+
+// Kernel returns the path of the signed kernel of Debian's linux-image package
+// as extracted by scripts/fetch-debs.sh (.cache/debs/x/linux-image/boot/
+// vmlinuz-RELEASE). The release changes with the archive (6.1.0-57 today,
+// later ones next month), so tests find it here and never name it.
+func Kernel(t testing.TB) string {
+	t.Helper()
+	dir := Deb(t, "linux-image/boot")
+	m, _ := filepath.Glob(filepath.Join(dir, "vmlinuz-*"))
+	if len(m) != 1 {
+		t.Fatalf("want one signed kernel in %s (scripts/fetch-debs.sh extracts one linux-image package), found %v", dir, m)
+	}
+	return m[0]
+}
+
+// KernelRelease is the release of Kernel's file name ("6.1.0-57-amd64").
+func KernelRelease(t testing.TB) string {
+	t.Helper()
+	return strings.TrimPrefix(filepath.Base(Kernel(t)), "vmlinuz-")
 }
 
 func script(t testing.TB, name string, args ...string) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // needTool fails the test when a program is missing, naming its package.
@@ -24,9 +26,8 @@ func needTool(t testing.TB, name, pkg string) {
 
 func needQEMU(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("boots QEMU guests (not in -short)")
-	}
+	// Every test that boots or starts QEMU begins here: not under -short.
+	testfixtures.Long(t, testfixtures.QEMU, testfixtures.OVMF)
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	needTool(t, "qemu-img", "qemu-utils")
 	for _, f := range []string{"OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd", "OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"} {

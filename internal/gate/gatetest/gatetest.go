@@ -9,6 +9,8 @@ package gatetest
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
+	"github.com/vouch-dev/vouch/internal/authenticode/authenticodetest"
 	"github.com/vouch-dev/vouch/internal/efi"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
@@ -26,7 +29,6 @@ import (
 const (
 	ShimDeb      = "shim-signed/usr/lib/shim/shimx64.efi.signed"
 	GRUBDeb      = "grub-efi-amd64-signed/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
-	KernelDeb    = "linux-image/boot/vmlinuz-6.1.0-56-amd64"
 	OVMFVars2011 = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 	OVMFVarsNoPK = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
@@ -107,6 +109,38 @@ func Shim2011Only(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// OtherVendorGRUB is Debian's GRUB with Debian's signature removed and
+// signed instead by a code-signing certificate made for the test (issued by
+// "Example Vendor Secure Boot CA"): a second stage built for another
+// vendor's shim, which Debian's shim, trusting only Debian's key, refuses.
+func OtherVendorGRUB(t testing.TB) []byte {
+	t.Helper()
+	unsigned, err := authenticode.RemoveSignature(ReadDebFile(t, GRUBDeb), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := authenticodetest.NewCA(t, "Example Vendor Secure Boot CA", nil)
+	signer := authenticodetest.NewLeaf(t, "Example Vendor Secure Boot Signer", ca)
+	b, err := authenticodetest.Sign(unsigned, signer.Cert, signer.Key, []*x509.Certificate{ca.Cert}, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Kernel returns the file name ("vmlinuz-RELEASE") and content of the signed
+// kernel scripts/fetch-debs.sh extracted: whichever release the archive
+// serves today.
+func Kernel(t testing.TB) (string, []byte) {
+	t.Helper()
+	p := testfixtures.Kernel(t)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Base(p), b
 }
 
 // ReadDebFile returns a file of Debian's extracted packages.
