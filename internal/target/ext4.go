@@ -295,6 +295,14 @@ func (e *ext4FS) inode(ino uint32) (*ext4Inode, error) {
 		in.inline = inlineDataXattr(raw)
 	}
 	in.meta = ext4Meta(raw, in)
+	// What the kernel refuses in ext4_iget: an inode no directory may name
+	// (link count 0: free or deleted) or one of no known file type.
+	if in.meta.Nlink == 0 && ino != ext4RootIno {
+		return nil, fmt.Errorf("inode %d is not in use (link count 0; corrupt directory entry or inode table)", ino)
+	}
+	if in.meta.Mode&fs.ModeIrregular != 0 {
+		return nil, fmt.Errorf("inode %d has no valid file type (mode %#o; corrupt inode)", ino, in.mode)
+	}
 	if in.mode&0xF000 == 0xA000 {
 		in.meta.Link, _ = e.linkTarget(in)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/internal/rootfs"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // metaTree writes a tree whose metadata the backends must all report alike:
@@ -54,128 +55,31 @@ func metaTree(t testing.TB) string {
 
 // metaOwners are the owners the images give some files, whatever the tree's
 // owner is: above 65535 (ext4 keeps the high 16 bits apart), and far above.
-var metaOwners = map[string][2]uint32{
-	"home/alice": {70000, 70001},
-	"srv/orphan": {0x12345678, 4242},
-	"etc/shadow": {0, 42},
+var metaOwners = map[string]testfixtures.Owner{
+	"home/alice": {UID: 70000, GID: 70001},
+	"srv/orphan": {UID: 0x12345678, GID: 4242},
+	"etc/shadow": {UID: 0, GID: 42},
 }
 
-// metaImage builds a file system of kind from src with metaOwners applied:
-// ext4/ext2 by mkfs.ext4 -d then debugfs sif, XFS by a protofile.
+// metaImage builds a file system of kind from src with metaOwners applied.
 func metaImage(t testing.TB, src, kind string) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	img := filepath.Join(dir, "fs.img")
-	run := func(name string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s %v: %v\n%s (install e2fsprogs and xfsprogs: scripts/deps.sh)", name, args, err, out)
+	img := testfixtures.Mkfs(t, kind, src, metaOwners)
+	if kind == "ext4" {
+		// mkfs.ext4 -d keeps whole seconds: put nanoseconds (the upper 30
+		// bits of i_mtime_extra) on one file and the first epoch bit (seconds
+		// + 2^32, past 2106) on another.
+		for _, req := range []string{fmt.Sprintf("sif /usr/bin/su mtime_extra %d", 789000000<<2), "sif /etc/passwd mtime_extra 1"} {
+			if out, err := exec.Command("debugfs", "-w", "-R", req, img).CombinedOutput(); err != nil {
+				t.Fatalf("debugfs %s: %v\n%s", req, err, out)
+			}
 		}
-	}
-	switch kind {
-	case "ext4", "ext2-128":
-		args := []string{"-q", "-t", "ext4", "-I", "256", "-d", src, img, "16M"}
-		if kind == "ext2-128" {
-			args = []string{"-q", "-t", "ext2", "-I", "128", "-d", src, img, "16M"}
-		}
-		run("mkfs.ext4", args...)
-		for p, o := range metaOwners {
-			run("debugfs", "-w", "-R", fmt.Sprintf("sif /%s uid %d", p, o[0]), img)
-			run("debugfs", "-w", "-R", fmt.Sprintf("sif /%s gid %d", p, o[1]), img)
-		}
-		if kind == "ext4" {
-			// mkfs.ext4 -d keeps whole seconds: put nanoseconds (the upper
-			// 30 bits of i_mtime_extra) on one file and the first epoch bit
-			// (seconds + 2^32, past 2106) on another.
-			run("debugfs", "-w", "-R", fmt.Sprintf("sif /usr/bin/su mtime_extra %d", 789000000<<2), img)
-			run("debugfs", "-w", "-R", "sif /etc/passwd mtime_extra 1", img)
-		}
-	case "xfs", "xfs-v4":
-		proto := filepath.Join(dir, "proto")
-		if err := os.WriteFile(proto, []byte(protofile(t, src, metaOwners)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.Create(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Truncate(300 << 20)
-		f.Close()
-		args := []string{"-q", "-p", proto, img}
-		if kind == "xfs-v4" {
-			args = append([]string{"-m", "crc=0"}, args...)
-		}
-		run("mkfs.xfs", args...)
-	default:
-		t.Fatalf("unknown kind %s", kind)
 	}
 	b, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// protofile writes an mkfs.xfs protofile for src (which must hold no names
-// with whitespace and no sticky bits), with owners from over where given.
-func protofile(t testing.TB, src string, over map[string][2]uint32) string {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("/dev/null\n0 0\n")
-	var walk func(rel string, depth int)
-	line := func(rel string, info fs.FileInfo, name string, depth int) {
-		st := info.Sys().(*syscall.Stat_t)
-		uid, gid := st.Uid, st.Gid
-		if o, ok := over[rel]; ok {
-			uid, gid = o[0], o[1]
-		}
-		m := info.Mode()
-		typ, extra := "-", ""
-		switch {
-		case m.IsDir():
-			typ = "d"
-		case m&fs.ModeSymlink != 0:
-			typ = "l"
-			target, _ := os.Readlink(filepath.Join(src, rel))
-			extra = " " + target
-		default:
-			extra = " " + filepath.Join(src, rel)
-		}
-		u, g := "-", "-"
-		if m&fs.ModeSetuid != 0 {
-			u = "u"
-		}
-		if m&fs.ModeSetgid != 0 {
-			g = "g"
-		}
-		fmt.Fprintf(&b, "%s%s%s%s%s%03o %d %d%s\n", strings.Repeat(" ", depth), name, typ, u, g, m.Perm(), uid, gid, extra)
-	}
-	walk = func(rel string, depth int) {
-		ents, err := os.ReadDir(filepath.Join(src, rel))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			p := filepath.Join(rel, e.Name())
-			info, err := os.Lstat(filepath.Join(src, p))
-			if err != nil {
-				t.Fatal(err)
-			}
-			line(p, info, e.Name()+" ", depth)
-			if info.IsDir() {
-				walk(p, depth+1)
-				fmt.Fprintf(&b, "%s$\n", strings.Repeat(" ", depth+1))
-			}
-		}
-	}
-	info, err := os.Lstat(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line(".", info, "", 0)
-	walk(".", 1)
-	b.WriteString("$\n")
-	return b.String()
 }
 
 // TestMeta: every backend (the source directory through rootfs.Dir, ext4 with
@@ -217,7 +121,7 @@ func TestMeta(t *testing.T) {
 			t.Errorf("directory backend %s: %+v, stat(2) says %+v", p, m, sys)
 		}
 		if o, ok := metaOwners[p]; ok {
-			m.UID, m.GID = o[0], o[1]
+			m.UID, m.GID = o.UID, o.GID
 		}
 		want[p] = *m
 	}

@@ -275,6 +275,9 @@ func (x *xfsFS) parseInode(ino uint64, raw []byte) (*xfsInode, error) {
 		}
 		return time.Unix(int64(int32(v>>32)), nsec)
 	}
+	if nlink == 0 || ext4TypeMode(in.mode>>12) == fs.ModeIrregular {
+		return nil, fmt.Errorf("inode is not in use or has no valid file type (mode %#o, link count %d; corrupt directory entry or inode)", in.mode, nlink)
+	}
 	in.meta = rootfs.Meta{
 		Mode:       ext4FileMode(in.mode),
 		UID:        be.Uint32(raw[8:]),
