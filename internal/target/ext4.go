@@ -15,8 +15,8 @@ import (
 )
 
 // ext4FS reads ext2, ext3 and ext4 file systems. vouch reads ext4 itself rather
-// than through github.com/masahiro331/go-ext4-filesystem (its sibling
-// go-xfs-filesystem still reads XFS): that library resolves every path from the root, re-reading and re-parsing each
+// than through github.com/masahiro331/go-ext4-filesystem (and XFS with its own
+// reader, xfs.go): that library resolves every path from the root, re-reading and re-parsing each
 // directory on the way and every inode of each directory it passes, and reads
 // file data a block at a time through a shared seek position. Checking the 12,400
 // files of a Debian image that way read 4.6 GiB of a 2 GiB image and took 13 times
