@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/vouch-dev/vouch/internal/cli.version=$(VERSION)
 FIXTURES := .cache/fixtures
 
-.PHONY: all build deps fixtures test test-short demo lint fuzz bench clean
+.PHONY: all build deps fixtures test test-short demo demo-fleet lint fuzz bench clean
 
 all: build
 
@@ -36,6 +36,13 @@ demo: deps build
 	@./scripts/build-fixtures.sh debian.raw
 	@echo; echo "== vouch inspect $(FIXTURES)/debian.raw"; ./bin/vouch inspect $(FIXTURES)/debian.raw
 	@echo; echo "== vouch scan $(FIXTURES)/debian.raw"; ./bin/vouch scan --fail-on none $(FIXTURES)/debian.raw
+	@echo; echo "== a simulated fleet in vouch serve (scripts/demo-fleet.sh)"; ./scripts/demo-fleet.sh
+
+# Only the fleet part of the demo: vouch serve with a simulated fleet; the
+# dashboard stays up until Enter.
+demo-fleet: deps build
+	@./scripts/build-fixtures.sh debian.raw
+	@./scripts/demo-fleet.sh
 
 lint:
 	gofmt -l . | (! grep .)

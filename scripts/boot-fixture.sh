@@ -33,6 +33,22 @@ echo "boot-fixture: $img ($fmt), serial log $log" >&2
 # Lines that mean the boot failed (shim, edk2, GRUB, kernel, systemd).
 fail_re='Access Denied|Security Violation|Verification failed|Failed to load image|Failed to open|error: |Kernel panic|You are in emergency mode|Give root password|Failed to mount /sysroot|ALERT! |Dropping to a shell'
 
+# The machine-wide budget of QEMU guests shared with vouch (internal/vm
+# AcquireSlot): hold a flock on one of the slot files while QEMU runs.
+slots=${TMPDIR:-/tmp}/vouch-qemu-slots
+mkdir -p "$slots"
+nslots=${VOUCH_QEMU_SLOTS:-2}
+got=
+while [ -z "$got" ]; do
+	for i in $(seq 0 $((nslots - 1))); do
+		exec 9>>"$slots/slot-$i"
+		if flock -n 9; then got=$i; break; fi
+		exec 9>&-
+	done
+	[ -n "$got" ] || sleep 1
+done
+echo "boot-fixture: holding QEMU guest slot $slots/slot-$got" >&2
+
 start=$SECONDS
 qpid=
 stop_qemu() { [ -z "$qpid" ] || kill "$qpid" 2>/dev/null || true; }

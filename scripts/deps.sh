@@ -28,10 +28,12 @@ need=(
   "gpg gnupg"
   "lynis lynis"
   "bc bc"
+  "chromium chromium"
 )
 files=(
   "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf"
   "/usr/share/OVMF/OVMF_VARS_4M.ms.fd ovmf"
+  "/usr/lib/postgresql postgresql"
 )
 missing=()
 for pair in "${need[@]}"; do

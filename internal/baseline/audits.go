@@ -6,10 +6,11 @@ import (
 	"path"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // expand replaces glob patterns in files by their sorted matches.
@@ -43,7 +44,7 @@ func aptSigned() Control {
 				if !ok {
 					continue
 				}
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					t := strings.TrimSpace(l)
 					if t == "" || t[0] == '#' {
 						continue
@@ -125,7 +126,7 @@ func grubPassword() Control {
 					continue
 				}
 				found = true
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					t := strings.TrimSpace(l)
 					if strings.HasPrefix(t, "set superusers=") {
 						su = fmt.Sprintf("/%s:%d", f, i+1)
@@ -157,10 +158,10 @@ func grubPerms() Control {
 			}
 			return na("no GRUB configuration (boot/grub/grub.cfg) in the root")
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			for _, f := range grubCfgs {
 				if s.exists(f) {
-					return c.fixMode(s, f, 0o600, "root", []string{"root"})
+					return fixMode(s, c, f, 0o600, "root", []string{"root"})
 				}
 			}
 			return nil
@@ -181,7 +182,7 @@ func coreLimits() Control {
 				if err != nil {
 					return errorf("%v", err)
 				}
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					if re.MatchString(l) {
 						return pass("hard core limit is 0 for all users", fmt.Sprintf("/%s:%d", f, i+1))
 					}
@@ -189,8 +190,8 @@ func coreLimits() Control {
 			}
 			return fail("no `* hard core 0` in /etc/security/limits.conf or limits.d")
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.appendLines(vouchLimitsFile, "# Set by vouch baseline remediate: no core dumps.", "*\thard\tcore\t0")
+		Fix: func(s *State, c *remediate.Changer) error {
+			return c.AppendLines(vouchLimitsFile, "# Set by vouch baseline remediate: no core dumps.", "*\thard\tcore\t0")
 		},
 	}
 }
@@ -221,7 +222,7 @@ func bannerClean(name, text string) Control {
 			}
 			return pass("/" + name + " reveals no OS information")
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			return c.Write(name, []byte(text+"\n"), 0o644)
 		},
 	}
@@ -242,7 +243,7 @@ func nxEnabled() Control {
 					return errorf("%v", err)
 				}
 				if ok {
-					for _, l := range lines(text) {
+					for _, l := range sysconf.Lines(text) {
 						if strings.HasPrefix(l, "flags") {
 							if strings.Contains(" "+l+" ", " nx ") {
 								return pass("the CPU has NX and the running kernel uses it", "/proc/cpuinfo flags: nx")
@@ -257,7 +258,7 @@ func nxEnabled() Control {
 				return errorf("%v", err)
 			}
 			if c != nil {
-				if v, ok := c.param("noexec"); ok && v == "off" {
+				if v, ok := c.Param("noexec"); ok && v == "off" {
 					return fail("kernel command line has noexec=off", "source: "+c.Source)
 				}
 			}
@@ -293,7 +294,7 @@ func mtaLocal() Control {
 				return errorf("%v", err)
 			} else if ok {
 				v := "all"
-				for _, l := range lines(text) {
+				for _, l := range sysconf.Lines(text) {
 					if k, val, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == "inet_interfaces" {
 						v = strings.TrimSpace(val)
 					}
@@ -306,7 +307,7 @@ func mtaLocal() Control {
 			if text, ok, err := s.readText("etc/exim4/update-exim4.conf.conf"); err != nil {
 				return errorf("%v", err)
 			} else if ok {
-				for _, l := range lines(text) {
+				for _, l := range sysconf.Lines(text) {
 					if strings.HasPrefix(l, "dc_local_interfaces=") {
 						v := strings.Trim(strings.TrimPrefix(l, "dc_local_interfaces="), `'"`)
 						for _, a := range strings.Split(v, ";") {
@@ -385,97 +386,17 @@ func sshdAccessLimited(s *State) check.Result {
 		return na("no " + sshdConfig)
 	}
 	for _, k := range []string{"allowusers", "allowgroups", "denyusers", "denygroups"} {
-		if d := conf.global(k); d != nil {
+		if d := conf.Global(k); d != nil {
 			return pass(fmt.Sprintf("%s %s", d.Key, strings.Join(d.Args, " ")), fmt.Sprintf("%s:%d", d.File, d.Line))
 		}
 	}
 	return fail("no AllowUsers, AllowGroups, DenyUsers or DenyGroups: every account may try to log in")
 }
 
-// confValue finds "key = value" (or "key value") in the files, the last
-// occurrence winning.
-func (s *State) confValue(files []string, key string) (kv, bool, error) {
-	var out kv
-	found := false
-	for _, f := range s.expand(files) {
-		text, ok, err := s.readText(f)
-		if err != nil {
-			return kv{}, false, err
-		}
-		if !ok {
-			continue
-		}
-		for i, l := range lines(text) {
-			t := strings.TrimSpace(l)
-			if t == "" || t[0] == '#' {
-				continue
-			}
-			k, v, has := strings.Cut(t, "=")
-			if !has {
-				f := strings.Fields(t)
-				if len(f) < 2 {
-					continue
-				}
-				k, v = f[0], f[1]
-			}
-			if strings.TrimSpace(k) == key {
-				out, found = kv{strings.TrimSpace(v), f, i + 1}, true
-			}
-		}
-	}
-	return out, found, nil
-}
-
-func confNumber(files []string, key, op string, want int, fix string) Control {
-	return Control{
-		Remedy: "Set `" + fix + "` in /" + files[0] + ".",
-		Audit: func(s *State) check.Result {
-			v, ok, err := s.confValue(files, key)
-			if err != nil {
-				return errorf("%v", err)
-			}
-			if !ok {
-				return fail(fmt.Sprintf("%s is not set in /%s; want %s %d", key, files[0], op, want))
-			}
-			ev := fmt.Sprintf("/%s:%d: %s = %s", v.File, v.Line, key, v.Value)
-			if sysctlCompare(v.Value, op, strconv.Itoa(want)) {
-				return pass(key+" = "+v.Value, ev)
-			}
-			return fail(fmt.Sprintf("%s = %s, want %s %d", key, v.Value, op, want), ev)
-		},
-	}
-}
-
-func confNumberNonZero(files []string, key string, max int, fix string) Control {
-	c := confNumber(files, key, "<=", max, fix)
-	inner := c.Audit
-	c.Audit = func(s *State) check.Result {
-		r := inner(s)
-		if r.Status == "pass" && strings.HasSuffix(r.Message, "= 0") {
-			return fail(key+" = 0 disables the check; want 1 to "+strconv.Itoa(max), r.Evidence...)
-		}
-		return r
-	}
-	return c
-}
-
-func confUnlockTime() Control {
-	c := confNumber([]string{"etc/security/faillock.conf"}, "unlock_time", ">=", 900, "unlock_time = 900")
-	inner := c.Audit
-	c.Audit = func(s *State) check.Result {
-		v, ok, err := s.confValue([]string{"etc/security/faillock.conf"}, "unlock_time")
-		if err == nil && ok && v.Value == "0" {
-			return pass("unlock_time = 0: accounts stay locked until an administrator unlocks them")
-		}
-		return inner(s)
-	}
-	return c
-}
-
 // ---- whole-tree scans --------------------------------------------------------------------------
 
 // skipTree are virtual or volatile trees never walked.
-var skipTree = map[string]bool{"proc": true, "sys": true, "dev": true, "run": true, BackupRoot: true}
+var skipTree = map[string]bool{"proc": true, "sys": true, "dev": true, "run": true, remediate.BackupRoot: true}
 
 type treeEntry struct {
 	Path     string

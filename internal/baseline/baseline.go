@@ -11,8 +11,9 @@
 // runtime-only facts (a sysctl value, a loaded module) come from the
 // configuration that applies at boot, and the finding says so.
 //
-// Remediate applies the fixes to a directory (or the live root), never to an
-// image; see remediate.go for backups, atomic writes and idempotence.
+// A rule's Fix only plans what to change through a remediate.Changer;
+// internal/remediate is the engine that shows the changes, writes them
+// atomically with backups, and never touches an image.
 package baseline
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/check"
 	"github.com/vouch-dev/vouch/internal/finding"
+	"github.com/vouch-dev/vouch/internal/remediate"
 )
 
 // Suite names; a rule's ID prefix is its suite.
@@ -39,7 +41,7 @@ type Audit func(s *State) check.Result
 // Fix plans the changes that make a failing rule pass, through c. It is only
 // called after the audit failed. A Fix never runs a program: it edits files,
 // modes and owners.
-type Fix func(s *State, c *Changer) error
+type Fix func(s *State, c *remediate.Changer) error
 
 // Control is what a primitive builds: an audit, an optional fix, and a
 // sentence saying what the fix does (or what a person should do).

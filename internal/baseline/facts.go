@@ -6,8 +6,9 @@ import (
 	"io/fs"
 	"path"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // ---- dpkg ----------------------------------------------------------------
@@ -60,7 +61,7 @@ func parseDpkgStatus(text string, into map[string]pkgInfo) {
 		}
 		cur = pkgInfo{}
 	}
-	for _, l := range lines(text) {
+	for _, l := range sysconf.Lines(text) {
 		if l == "" {
 			flush()
 			continue
@@ -138,28 +139,14 @@ func (s *State) gate(pkgs, files []string) (bool, string) {
 
 // ---- accounts --------------------------------------------------------------
 
-type passwdEnt struct {
-	Name, Pass   string
-	UID, GID     int
-	Home, Shell  string
-	Line         int
-	Legacy, Bad  bool // '+'/'-' NIS entries; malformed lines
-	Raw          string
-	ValidNumbers bool
+func (s *State) passwd() ([]sysconf.Account, bool, error) {
+	return s.accounts("etc/passwd", sysconf.ParsePasswd)
 }
 
-func (s *State) passwd() ([]passwdEnt, bool, error) {
-	return s.colonFile("etc/passwd", 7, func(f []string, e *passwdEnt) {
-		e.Pass, e.Home, e.Shell = f[1], f[5], f[6]
-		u, err1 := strconv.Atoi(f[2])
-		g, err2 := strconv.Atoi(f[3])
-		e.UID, e.GID, e.ValidNumbers = u, g, err1 == nil && err2 == nil
-	})
-}
-
-func (s *State) colonFile(name string, nfields int, fill func([]string, *passwdEnt)) ([]passwdEnt, bool, error) {
+// accounts reads and parses a colon-separated account file once.
+func (s *State) accounts(name string, parse func(string) []sysconf.Account) ([]sysconf.Account, bool, error) {
 	type res struct {
-		e  []passwdEnt
+		e  []sysconf.Account
 		ok bool
 	}
 	r, err := cached(s, "colon:"+name, func() (res, error) {
@@ -167,81 +154,31 @@ func (s *State) colonFile(name string, nfields int, fill func([]string, *passwdE
 		if err != nil || !ok {
 			return res{ok: ok}, err
 		}
-		var out []passwdEnt
-		for i, l := range lines(text) {
-			if strings.TrimSpace(l) == "" {
-				continue
-			}
-			e := passwdEnt{Line: i + 1, Raw: l}
-			f := strings.Split(l, ":")
-			e.Name = f[0]
-			if strings.HasPrefix(l, "+") || strings.HasPrefix(l, "-") {
-				e.Legacy = true
-			}
-			if len(f) < nfields {
-				e.Bad = true
-				out = append(out, e)
-				continue
-			}
-			fill(f, &e)
-			out = append(out, e)
-		}
-		return res{out, true}, nil
+		return res{parse(text), true}, nil
 	})
 	return r.e, r.ok, err
 }
 
-// shadow entries reuse passwdEnt: Pass is the hash field; the aging fields go
-// into Home (last change) and Shell (the rest, colon-joined) unparsed, and are
-// read with shadowField.
-func (s *State) shadow() ([]passwdEnt, bool, error) {
-	return s.colonFile("etc/shadow", 2, func(f []string, e *passwdEnt) {
-		e.Pass = f[1]
-		e.Shell = strings.Join(f[2:], ":")
-	})
+func (s *State) shadow() ([]sysconf.Account, bool, error) {
+	return s.accounts("etc/shadow", sysconf.ParseShadow)
 }
 
-// shadowField returns aging field i of a shadow entry (0 = last change, 1 =
-// min, 2 = max, 3 = warn, 4 = inactive, 5 = expire).
-func shadowField(e passwdEnt, i int) string {
-	f := strings.Split(e.Shell, ":")
-	if i < len(f) {
-		return f[i]
-	}
-	return ""
-}
-
-func (s *State) groups() ([]passwdEnt, bool, error) {
-	return s.colonFile("etc/group", 4, func(f []string, e *passwdEnt) {
-		e.Pass = f[1]
-		g, err := strconv.Atoi(f[2])
-		e.GID, e.ValidNumbers = g, err == nil
-		e.Shell = f[3] // members
-	})
+func (s *State) groups() ([]sysconf.Account, bool, error) {
+	return s.accounts("etc/group", sysconf.ParseGroup)
 }
 
 // ---- key/value files ------------------------------------------------------
 
-type kv struct {
-	Value, File string
-	Line        int
-}
-
 // loginDefs parses etc/login.defs: "KEY VALUE" lines, the last occurrence
 // winning as shadow-utils' getdef does.
-func (s *State) loginDefs() (map[string]kv, bool, error) {
-	return s.keyValues("etc/login.defs", func(l string) (string, string, bool) {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			return "", "", false
-		}
-		return f[0], strings.Trim(f[1], `"`), true
-	})
+func (s *State) loginDefs() (map[string]sysconf.KV, bool, error) {
+	return s.keyValues("etc/login.defs", sysconf.ParseLoginDefs)
 }
 
-func (s *State) keyValues(name string, split func(string) (string, string, bool)) (map[string]kv, bool, error) {
+// keyValues reads and parses a key-value file once.
+func (s *State) keyValues(name string, parse func(file, text string) map[string]sysconf.KV) (map[string]sysconf.KV, bool, error) {
 	type res struct {
-		m  map[string]kv
+		m  map[string]sysconf.KV
 		ok bool
 	}
 	r, err := cached(s, "kv:"+name, func() (res, error) {
@@ -249,17 +186,7 @@ func (s *State) keyValues(name string, split func(string) (string, string, bool)
 		if err != nil || !ok {
 			return res{ok: ok}, err
 		}
-		m := map[string]kv{}
-		for i, l := range lines(text) {
-			t := strings.TrimSpace(l)
-			if t == "" || t[0] == '#' {
-				continue
-			}
-			if k, v, ok := split(t); ok {
-				m[k] = kv{v, name, i + 1}
-			}
-		}
-		return res{m, true}, nil
+		return res{parse(name, text), true}, nil
 	})
 	return r.m, r.ok, err
 }
@@ -268,14 +195,14 @@ func (s *State) keyValues(name string, split func(string) (string, string, bool)
 // configuration (journald.conf, coredump.conf, timesyncd.conf): the main file
 // then drop-ins from usr/lib, run and etc sorted by name, the last assignment
 // winning.
-func (s *State) iniValue(main, section, key string) (kv, bool, error) {
+func (s *State) iniValue(main, section, key string) (sysconf.KV, bool, error) {
 	files := []string{"usr/lib/systemd/" + main, "etc/systemd/" + main}
 	base := strings.TrimSuffix(main, ".conf") + ".conf.d"
 	byName := map[string]string{}
 	for _, d := range []string{"usr/lib/systemd/" + base, "run/systemd/" + base, "etc/systemd/" + base} {
 		fs, err := s.glob(d, ".conf")
 		if err != nil {
-			return kv{}, false, err
+			return sysconf.KV{}, false, err
 		}
 		for _, f := range fs {
 			byName[path.Base(f)] = f // etc overrides run overrides usr/lib
@@ -289,30 +216,18 @@ func (s *State) iniValue(main, section, key string) (kv, bool, error) {
 	for _, n := range names {
 		files = append(files, byName[n])
 	}
-	var found kv
+	var found sysconf.KV
 	ok := false
 	for _, f := range files {
 		text, exists, err := s.readText(f)
 		if err != nil {
-			return kv{}, false, err
+			return sysconf.KV{}, false, err
 		}
 		if !exists {
 			continue
 		}
-		cur := ""
-		for i, l := range lines(text) {
-			t := strings.TrimSpace(l)
-			if t == "" || t[0] == '#' || t[0] == ';' {
-				continue
-			}
-			if t[0] == '[' {
-				cur = strings.Trim(t, "[]")
-				continue
-			}
-			k, v, has := strings.Cut(t, "=")
-			if has && cur == section && strings.TrimSpace(k) == key {
-				found, ok = kv{strings.TrimSpace(v), f, i + 1}, true
-			}
+		if v, has := sysconf.INIValue(f, text, section, key); has {
+			found, ok = v, true
 		}
 	}
 	return found, ok, nil
@@ -320,15 +235,9 @@ func (s *State) iniValue(main, section, key string) (kv, bool, error) {
 
 // ---- fstab -------------------------------------------------------------------
 
-type mount struct {
-	Spec, Dir, Type string
-	Options         []string
-	Source          string // "etc/fstab:3" or a unit file
-}
-
-func (s *State) fstab() ([]mount, bool, error) {
+func (s *State) fstab() ([]sysconf.Mount, bool, error) {
 	type res struct {
-		m  []mount
+		m  []sysconf.Mount
 		ok bool
 	}
 	r, err := cached(s, "fstab", func() (res, error) {
@@ -336,38 +245,23 @@ func (s *State) fstab() ([]mount, bool, error) {
 		if err != nil || !ok {
 			return res{ok: ok}, err
 		}
-		var out []mount
-		for i, l := range lines(text) {
-			f := strings.Fields(l)
-			if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-				continue
-			}
-			if len(f) < 3 {
-				return res{ok: true}, &ConfigError{Path: "etc/fstab", Reason: fmt.Sprintf("line %d: %d fields, want at least 3", i+1, len(f))}
-			}
-			m := mount{Spec: f[0], Dir: unescapeFstab(f[1]), Type: f[2], Source: fmt.Sprintf("etc/fstab:%d", i+1)}
-			if len(f) > 3 {
-				m.Options = strings.Split(f[3], ",")
-			}
-			out = append(out, m)
+		out, err := sysconf.ParseFstab("etc/fstab", text)
+		if err != nil {
+			return res{ok: true}, err
 		}
 		return res{out, true}, nil
 	})
 	return r.m, r.ok, err
 }
 
-func unescapeFstab(s string) string {
-	return strings.ReplaceAll(s, `\040`, " ")
-}
-
 // mountFor finds what mounts dir at boot: an fstab entry, else an enabled
 // systemd mount unit (tmp.mount), else systemd's built-in /dev/shm.
-func (s *State) mountFor(dir string) (*mount, error) {
+func (s *State) mountFor(dir string) (*sysconf.Mount, error) {
 	ms, _, err := s.fstab()
 	if err != nil {
 		return nil, err
 	}
-	var found *mount
+	var found *sysconf.Mount
 	for i := range ms {
 		if path.Clean(ms[i].Dir) == dir {
 			found = &ms[i] // the last entry wins, as mount order does
@@ -378,29 +272,16 @@ func (s *State) mountFor(dir string) (*mount, error) {
 	}
 	unit := strings.ReplaceAll(strings.TrimPrefix(dir, "/"), "/", "-") + ".mount"
 	if st, err := s.unit(unit); err == nil && st.Enabled && !st.Masked {
-		m := &mount{Dir: dir, Source: st.File}
 		text, _, err := s.readText(st.File)
 		if err != nil {
 			return nil, err
 		}
-		for _, l := range lines(text) {
-			k, v, ok := strings.Cut(strings.TrimSpace(l), "=")
-			switch {
-			case !ok:
-			case k == "What":
-				m.Spec = v
-			case k == "Type":
-				m.Type = v
-			case k == "Options":
-				m.Options = strings.Split(v, ",")
-			}
-		}
-		return m, nil
+		return sysconf.ParseMountUnit(st.File, dir, text), nil
 	}
 	if dir == "/dev/shm" {
 		// systemd's mount_table (src/shared/mount-setup.c) mounts /dev/shm
 		// with MS_NOSUID|MS_NODEV|MS_STRICTATIME.
-		return &mount{Spec: "tmpfs", Dir: dir, Type: "tmpfs", Options: []string{"nosuid", "nodev", "strictatime", "mode=1777"},
+		return &sysconf.Mount{Spec: "tmpfs", Dir: dir, Type: "tmpfs", Options: []string{"nosuid", "nodev", "strictatime", "mode=1777"},
 			Source: "systemd's built-in /dev/shm mount (no fstab entry)"}, nil
 	}
 	return nil, nil
@@ -497,45 +378,29 @@ func (s *State) unit(name string) (unitState, error) {
 
 // ---- kernel modules --------------------------------------------------------
 
-type modprobeRule struct {
-	Kind, Module, Arg, Where string
-}
-
 var modprobeDirs = []string{"etc/modprobe.d", "run/modprobe.d", "usr/local/lib/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d"}
 
 // modprobe reads the modprobe.d configuration as kmod does: a file name in an
 // earlier directory hides the same name in a later one; files are read in
 // name order.
-func (s *State) modprobe() ([]modprobeRule, error) {
-	return cached(s, "modprobe", func() ([]modprobeRule, error) {
+func (s *State) modprobe() ([]sysconf.ModprobeRule, error) {
+	return cached(s, "modprobe", func() ([]sysconf.ModprobeRule, error) {
 		byName, names, err := s.dropIns(modprobeDirs, ".conf")
 		if err != nil {
 			return nil, err
 		}
-		var out []modprobeRule
+		var out []sysconf.ModprobeRule
 		for _, n := range names {
 			f := byName[n]
 			text, _, err := s.readText(f)
 			if err != nil {
 				return nil, err
 			}
-			for i, l := range lines(text) {
-				fl := strings.Fields(l)
-				if len(fl) < 2 || strings.HasPrefix(fl[0], "#") {
-					continue
-				}
-				r := modprobeRule{Kind: fl[0], Module: modName(fl[1]), Where: fmt.Sprintf("%s:%d", f, i+1)}
-				if len(fl) > 2 {
-					r.Arg = strings.Join(fl[2:], " ")
-				}
-				out = append(out, r)
-			}
+			out = append(out, sysconf.ParseModprobe(f, text)...)
 		}
 		return out, nil
 	})
 }
-
-func modName(s string) string { return strings.ReplaceAll(s, "-", "_") }
 
 type kmods struct {
 	loadable map[string]string // module -> kernel version that ships it
@@ -565,17 +430,17 @@ func (s *State) modules() (kmods, error) {
 				continue
 			}
 			k.kernels = append(k.kernels, v)
-			for _, l := range lines(dep) {
+			for _, l := range sysconf.Lines(dep) {
 				p, _, _ := strings.Cut(l, ":")
-				k.loadable[moduleFromPath(p)] = v
+				k.loadable[sysconf.ModuleFromPath(p)] = v
 			}
 			bi, _, err := s.readText(path.Join("lib/modules", v, "modules.builtin"))
 			if err != nil {
 				return k, err
 			}
-			for _, l := range lines(bi) {
+			for _, l := range sysconf.Lines(bi) {
 				if l != "" {
-					k.builtin[moduleFromPath(l)] = v
+					k.builtin[sysconf.ModuleFromPath(l)] = v
 				}
 			}
 		}
@@ -583,35 +448,19 @@ func (s *State) modules() (kmods, error) {
 	})
 }
 
-func moduleFromPath(p string) string {
-	b := path.Base(strings.TrimSpace(p))
-	if i := strings.Index(b, ".ko"); i >= 0 {
-		b = b[:i]
-	}
-	return modName(b)
-}
-
 // dropIns lists configuration drop-ins as systemd and kmod read them: a file
 // name in an earlier directory hides the same name in a later one, and the
 // files are applied in name order. It returns the chosen path per name and the
 // names sorted.
 func (s *State) dropIns(dirs []string, ext string) (map[string]string, []string, error) {
-	byName := map[string]string{}
+	lists := make([][]string, 0, len(dirs))
 	for _, d := range dirs {
 		files, err := s.glob(d, ext)
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, f := range files {
-			if _, seen := byName[path.Base(f)]; !seen {
-				byName[path.Base(f)] = f
-			}
-		}
+		lists = append(lists, files)
 	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	byName, names := sysconf.DropIns(lists)
 	return byName, names, nil
 }

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // ---- kernel config and command line ---------------------------------------
@@ -48,17 +50,7 @@ func (s *State) kernelConfig() (*kconfig, error) {
 		if err != nil {
 			return nil, err
 		}
-		k := &kconfig{File: pick, Values: map[string]string{}}
-		for _, l := range lines(text) {
-			if strings.HasPrefix(l, "# CONFIG_") && strings.HasSuffix(l, " is not set") {
-				k.Values[strings.TrimSuffix(strings.TrimPrefix(l, "# "), " is not set")] = "n"
-				continue
-			}
-			if key, v, ok := strings.Cut(l, "="); ok && strings.HasPrefix(key, "CONFIG_") {
-				k.Values[key] = v
-			}
-		}
-		return k, nil
+		return &kconfig{File: pick, Values: sysconf.ParseKconfig(text)}, nil
 	})
 }
 
@@ -95,25 +87,20 @@ func versionLess(a, b string) bool {
 	return len(pa) < len(pb)
 }
 
-type cmdline struct {
-	Args   []string
-	Source string
-}
-
 // kernelCmdline returns the command line the next boot uses: /proc/cmdline on
 // the live host; offline, the default entry of the generated GRUB
 // configuration, else etc/kernel/cmdline, else Boot Loader Specification
 // entries, else what update-grub would generate from etc/default/grub. It is
 // nil when the target has none of them.
-func (s *State) kernelCmdline() (*cmdline, error) {
-	return cached(s, "cmdline", func() (*cmdline, error) {
+func (s *State) kernelCmdline() (*sysconf.Cmdline, error) {
+	return cached(s, "cmdline", func() (*sysconf.Cmdline, error) {
 		if s.Live {
 			text, ok, err := s.readText("proc/cmdline")
 			if err != nil {
 				return nil, err
 			}
 			if ok {
-				return &cmdline{strings.Fields(text), "/proc/cmdline (running kernel)"}, nil
+				return &sysconf.Cmdline{Args: strings.Fields(text), Source: "/proc/cmdline (running kernel)"}, nil
 			}
 		}
 		for _, g := range []string{"boot/grub/grub.cfg", "boot/grub2/grub.cfg"} {
@@ -124,11 +111,8 @@ func (s *State) kernelCmdline() (*cmdline, error) {
 			if !ok {
 				continue
 			}
-			for i, l := range lines(text) {
-				f := strings.Fields(l)
-				if len(f) >= 2 && (f[0] == "linux" || f[0] == "linuxefi") {
-					return &cmdline{f[2:], fmt.Sprintf("%s:%d (first menu entry)", g, i+1)}, nil
-				}
+			if args, n, ok := sysconf.GrubLinuxArgs(text); ok {
+				return &sysconf.Cmdline{Args: args, Source: fmt.Sprintf("%s:%d (first menu entry)", g, n)}, nil
 			}
 		}
 		if c := s.espGrubCmdline(); c != nil {
@@ -137,7 +121,7 @@ func (s *State) kernelCmdline() (*cmdline, error) {
 		if text, ok, err := s.readText("etc/kernel/cmdline"); err != nil {
 			return nil, err
 		} else if ok {
-			return &cmdline{strings.Fields(text), "etc/kernel/cmdline"}, nil
+			return &sysconf.Cmdline{Args: strings.Fields(text), Source: "etc/kernel/cmdline"}, nil
 		}
 		entries, err := s.glob("boot/loader/entries", ".conf")
 		if err != nil {
@@ -148,24 +132,22 @@ func (s *State) kernelCmdline() (*cmdline, error) {
 			if err != nil {
 				return nil, err
 			}
-			for _, l := range lines(text) {
-				if f := strings.Fields(l); len(f) > 0 && f[0] == "options" {
-					return &cmdline{f[1:], e}, nil
-				}
+			if args, ok := sysconf.LoaderOptions(text); ok {
+				return &sysconf.Cmdline{Args: args, Source: e}, nil
 			}
 		}
 		return s.defaultGrubCmdline()
 	})
 }
 
-func (s *State) defaultGrubCmdline() (*cmdline, error) {
+func (s *State) defaultGrubCmdline() (*sysconf.Cmdline, error) {
 	files := []string{"etc/default/grub"}
 	more, err := s.glob("etc/default/grub.d", ".cfg")
 	if err != nil {
 		return nil, err
 	}
 	files = append(files, more...)
-	vals := map[string]string{}
+	var defs sysconf.GrubDefaults
 	found := false
 	for _, f := range files {
 		text, ok, err := s.readText(f)
@@ -176,46 +158,20 @@ func (s *State) defaultGrubCmdline() (*cmdline, error) {
 			continue
 		}
 		found = true
-		for _, l := range lines(text) {
-			k, v, ok := strings.Cut(strings.TrimSpace(l), "=")
-			if !ok || strings.HasPrefix(k, "#") {
-				continue
-			}
-			v = strings.Trim(strings.TrimSpace(v), `"'`)
-			// Expand a self-reference such as GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX x".
-			v = strings.ReplaceAll(v, "$"+k, vals[k])
-			v = strings.ReplaceAll(v, "${"+k+"}", vals[k])
-			if len(v) > 1<<16 {
-				// Self-references double a value per line; stop a file that
-				// would grow it without bound.
-				return nil, &ConfigError{Path: f, Reason: k + " expands to more than 64 KiB"}
-			}
-			vals[k] = v
+		if err := defs.Parse(f, text); err != nil {
+			return nil, err
 		}
 	}
 	if !found {
 		return nil, nil
 	}
-	args := strings.Fields("ro " + vals["GRUB_CMDLINE_LINUX"] + " " + vals["GRUB_CMDLINE_LINUX_DEFAULT"])
-	return &cmdline{args, "etc/default/grub (GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT; no generated grub.cfg in the root)"}, nil
-}
-
-// param returns the last value of a kernel parameter (key=value) or "" with
-// present true for a bare flag.
-func (c *cmdline) param(key string) (val string, present bool) {
-	for _, a := range c.Args {
-		k, v, _ := strings.Cut(a, "=")
-		if k == key || strings.ReplaceAll(k, "-", "_") == strings.ReplaceAll(key, "-", "_") {
-			val, present = v, true
-		}
-	}
-	return val, present
+	return &sysconf.Cmdline{Args: defs.Cmdline(), Source: "etc/default/grub (GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT; no generated grub.cfg in the root)"}, nil
 }
 
 // espGrubCmdline reads the first linux line of a GRUB configuration on the
 // ESP (EFI/<vendor>/grub.cfg, then EFI/BOOT/grub.cfg), as images whose GRUB
 // configuration lives on the ESP have.
-func (s *State) espGrubCmdline() *cmdline {
+func (s *State) espGrubCmdline() *sysconf.Cmdline {
 	if s.ESP == nil {
 		return nil
 	}
@@ -228,11 +184,8 @@ func (s *State) espGrubCmdline() *cmdline {
 		if err != nil || !isText(b) {
 			continue
 		}
-		for i, l := range lines(string(b)) {
-			f := strings.Fields(l)
-			if len(f) >= 2 && (f[0] == "linux" || f[0] == "linuxefi") {
-				return &cmdline{f[2:], fmt.Sprintf("ESP (%s) %s:%d (first menu entry)", s.ESPPath, g, i+1)}
-			}
+		if args, n, ok := sysconf.GrubLinuxArgs(string(b)); ok {
+			return &sysconf.Cmdline{Args: args, Source: fmt.Sprintf("ESP (%s) %s:%d (first menu entry)", s.ESPPath, g, n)}
 		}
 	}
 	return nil

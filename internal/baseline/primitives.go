@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // ---- files ------------------------------------------------------------------
@@ -29,8 +31,8 @@ func fileMode(name string, max fs.FileMode, owner string, groups ...string) Cont
 		Audit: func(s *State) check.Result {
 			return s.auditMode(name, max, owner, groups)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.fixMode(s, name, max, owner, groups)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return fixMode(s, c, name, max, owner, groups)
 		},
 	}
 }
@@ -191,13 +193,13 @@ func globMode(pattern string, max fs.FileMode, owner string, groups ...string) C
 			}
 			return pass(fmt.Sprintf("%d files matching /%s have mode %04o or stricter", len(files), pattern, max), ev...)
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			files, err := fs.Glob(s.Root, pattern)
 			if err != nil {
 				return err
 			}
 			for _, f := range s.expand(files) {
-				if err := c.fixMode(s, f, max, owner, groups); err != nil {
+				if err := fixMode(s, c, f, max, owner, groups); err != nil {
 					return err
 				}
 			}
@@ -373,130 +375,6 @@ func unitNotEnabled(units ...string) Control {
 	}
 }
 
-// ---- kernel modules -----------------------------------------------------------
-
-const vouchModprobeFile = "etc/modprobe.d/60-vouch.conf"
-
-// moduleDisabled audits CIS's "module not available": either no installed
-// kernel ships it, or modprobe.d both makes loading it run /bin/false (install)
-// and blacklists it. On the live host a loaded module fails.
-func moduleDisabled(mod string) Control {
-	m := modName(mod)
-	return Control{
-		Remedy: fmt.Sprintf("Add `install %s /bin/false` and `blacklist %s` to /%s (and rmmod it if loaded).", mod, mod, vouchModprobeFile),
-		Audit: func(s *State) check.Result {
-			km, err := s.modules()
-			if err != nil {
-				return errorf("%v", err)
-			}
-			if s.Live {
-				text, ok, err := s.readText("proc/modules")
-				if err != nil {
-					return errorf("%v", err)
-				}
-				if ok {
-					for _, l := range lines(text) {
-						if f := strings.Fields(l); len(f) > 0 && modName(f[0]) == m {
-							return fail(mod+" is loaded in the running kernel", "/proc/modules: "+l)
-						}
-					}
-				}
-			}
-			if v, ok := km.builtin[m]; ok {
-				return fail(fmt.Sprintf("%s is built into kernel %s; modprobe.d cannot keep it from running", mod, v), "lib/modules/"+v+"/modules.builtin")
-			}
-			v, ok := km.loadable[m]
-			if !ok {
-				if len(km.kernels) == 0 {
-					return pass(mod+": no kernel modules are installed", "no lib/modules/*/modules.dep")
-				}
-				return pass(mod+" is not shipped by the installed kernels ("+strings.Join(km.kernels, ", ")+")", "not in modules.dep")
-			}
-			rules, err := s.modprobe()
-			if err != nil {
-				return errorf("%v", err)
-			}
-			var install, blacklist string
-			for _, r := range rules {
-				if r.Module != m {
-					continue
-				}
-				if r.Kind == "install" && install == "" {
-					install = r.Where + ": install " + mod + " " + r.Arg
-					if !isFalseCmd(r.Arg) {
-						install = "!" + install
-					}
-				}
-				if r.Kind == "blacklist" {
-					blacklist = r.Where
-				}
-			}
-			ev := []string{fmt.Sprintf("kernel %s ships %s", v, mod)}
-			var missing []string
-			if install == "" || strings.HasPrefix(install, "!") {
-				missing = append(missing, "install "+mod+" /bin/false")
-			}
-			if install != "" {
-				ev = append(ev, strings.TrimPrefix(install, "!"))
-			}
-			if blacklist == "" {
-				missing = append(missing, "blacklist "+mod)
-			} else {
-				ev = append(ev, blacklist+": blacklist "+mod)
-			}
-			if len(missing) > 0 {
-				return fail(fmt.Sprintf("%s can be loaded: modprobe.d lacks %s", mod, strings.Join(missing, " and ")), ev...)
-			}
-			return pass(mod+" cannot be loaded (install /bin/false, blacklisted)", ev...)
-		},
-		Fix: func(s *State, c *Changer) error {
-			km, err := s.modules()
-			if err != nil {
-				return err
-			}
-			if v, ok := km.builtin[m]; ok {
-				return fmt.Errorf("baseline: %s is built into kernel %s; only a kernel without it removes it", mod, v)
-			}
-			rules, err := s.modprobe()
-			if err != nil {
-				return err
-			}
-			var add []string
-			hasInstall, hasBlacklist := false, false
-			for _, r := range rules {
-				if r.Module == m && r.Kind == "install" && !hasInstall {
-					hasInstall = true
-					if !isFalseCmd(r.Arg) {
-						return fmt.Errorf("baseline: %s has `install %s %s`, which vouch does not override", r.Where, mod, r.Arg)
-					}
-				}
-				if r.Module == m && r.Kind == "blacklist" {
-					hasBlacklist = true
-				}
-			}
-			if !hasInstall {
-				add = append(add, "install "+mod+" /bin/false")
-			}
-			if !hasBlacklist {
-				add = append(add, "blacklist "+mod)
-			}
-			return c.appendLines(vouchModprobeFile, "# Kernel modules disabled by vouch baseline remediate.", add...)
-		},
-	}
-}
-
-func isFalseCmd(arg string) bool {
-	f := strings.Fields(arg)
-	if len(f) == 0 {
-		return false
-	}
-	switch f[0] {
-	case "/bin/false", "/usr/bin/false", "/bin/true", "/usr/bin/true", "false", "true":
-		return true
-	}
-	return false
-}
-
 // ---- mounts ----------------------------------------------------------------------
 
 func mountSeparate(dir string) Control {
@@ -532,7 +410,7 @@ func mountOption(dir, opt string) Control {
 			}
 			return fail(fmt.Sprintf("%s is mounted without %s (options %s)", dir, opt, strings.Join(m.Options, ",")), ev...)
 		},
-		Fix: func(s *State, c *Changer) error { return c.addMountOption(s, dir, opt) },
+		Fix: func(s *State, c *remediate.Changer) error { return addMountOption(s, c, dir, opt) },
 	}
 }
 
@@ -563,116 +441,8 @@ func loginDef(key, op, want string) Control {
 			}
 			return fail(fmt.Sprintf("%s is %s, want %s %s", key, v.Value, op, want), ev)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.setKeyLine("etc/login.defs", key, key+"\t"+strings.Split(want, "|")[0], `^\s*`+regexp.QuoteMeta(key)+`\s`)
-		},
-	}
-}
-
-// ---- kernel command line and config -------------------------------------------------
-
-// cmdlineHas passes when the kernel command line has key (with one of values
-// when given; "" value means a bare flag or any value).
-func cmdlineHas(key string, values ...string) Control {
-	want := key
-	if len(values) > 0 {
-		want = key + "=" + strings.Join(values, "|")
-	}
-	return Control{
-		Remedy: fmt.Sprintf("Add %s to GRUB_CMDLINE_LINUX in /etc/default/grub and run update-grub (vouch does not regenerate boot loader configuration).", want),
-		Audit: func(s *State) check.Result {
-			c, err := s.kernelCmdline()
-			if err != nil {
-				return errorf("%v", err)
-			}
-			if c == nil {
-				return fail("no kernel command line in the boot configuration (no grub.cfg, etc/kernel/cmdline, loader entries or etc/default/grub); want " + want)
-			}
-			ev := []string{"source: " + c.Source, "cmdline: " + strings.Join(c.Args, " ")}
-			v, ok := c.param(key)
-			if ok && (len(values) == 0 || contains(values, v)) {
-				return pass(fmt.Sprintf("kernel command line has %s", strings.TrimSuffix(key+"="+v, "=")), ev...)
-			}
-			if ok {
-				return fail(fmt.Sprintf("kernel command line has %s=%s, want %s", key, v, want), ev...)
-			}
-			return fail("kernel command line lacks "+want, ev...)
-		},
-	}
-}
-
-// cmdlineLacks passes when the kernel command line has none of the
-// key=value pairs (a bare key matches any value).
-func cmdlineLacks(bad ...string) Control {
-	return Control{
-		Remedy: "Remove " + strings.Join(bad, ", ") + " from the kernel command line (/etc/default/grub, then update-grub).",
-		Audit: func(s *State) check.Result {
-			c, err := s.kernelCmdline()
-			if err != nil {
-				return errorf("%v", err)
-			}
-			if c == nil {
-				return pass("no kernel command line in the boot configuration; the kernel's defaults apply")
-			}
-			ev := []string{"source: " + c.Source, "cmdline: " + strings.Join(c.Args, " ")}
-			for _, b := range bad {
-				k, want, hasVal := strings.Cut(b, "=")
-				if v, ok := c.param(k); ok && (!hasVal || v == want) {
-					return fail(fmt.Sprintf("kernel command line has %s=%s", k, v), ev...)
-				}
-			}
-			return pass("kernel command line has none of "+strings.Join(bad, ", "), ev...)
-		},
-	}
-}
-
-// kconfigIs passes when CONFIG_<name> is one of want ("y", "m", "n" for
-// unset or not present, or a literal value).
-func kconfigIs(name string, want ...string) Control {
-	key := "CONFIG_" + name
-	return Control{
-		Remedy: fmt.Sprintf("Use a kernel built with %s=%s; the configuration cannot be changed after the build.", key, want[0]),
-		Audit: func(s *State) check.Result {
-			kc, err := s.kernelConfig()
-			if err != nil {
-				return errorf("%v", err)
-			}
-			if kc == nil {
-				return na("no kernel configuration (boot/config-*) in the root")
-			}
-			v, ok := kc.Values[key]
-			if !ok {
-				v = "n"
-			}
-			ev := fmt.Sprintf("/%s: %s=%s", kc.File, key, v)
-			if contains(want, v) {
-				return pass(fmt.Sprintf("%s=%s", key, v), ev)
-			}
-			return fail(fmt.Sprintf("%s=%s, want %s", key, v, strings.Join(want, " or ")), ev)
-		},
-	}
-}
-
-// kconfigAtLeast passes when CONFIG_<name> is an integer >= min.
-func kconfigAtLeast(name string, min int64) Control {
-	key := "CONFIG_" + name
-	return Control{
-		Remedy: fmt.Sprintf("Use a kernel built with %s >= %d.", key, min),
-		Audit: func(s *State) check.Result {
-			kc, err := s.kernelConfig()
-			if err != nil {
-				return errorf("%v", err)
-			}
-			if kc == nil {
-				return na("no kernel configuration (boot/config-*) in the root")
-			}
-			v := kc.Values[key]
-			n, err := strconv.ParseInt(v, 0, 64)
-			ev := fmt.Sprintf("/%s: %s=%s", kc.File, key, v)
-			if err == nil && n >= min {
-				return pass(fmt.Sprintf("%s=%s", key, v), ev)
-			}
-			return fail(fmt.Sprintf("%s=%s, want at least %d", key, orDefault(v, "unset"), min), ev)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return c.SetKeyLine("etc/login.defs", key+"\t"+strings.Split(want, "|")[0], `^\s*`+regexp.QuoteMeta(key)+`\s`)
 		},
 	}
 }
@@ -709,8 +479,8 @@ func iniSetting(main, section, key, def string, ok func(string) bool, want, fixV
 		},
 	}
 	if fixValue != "" {
-		c.Fix = func(s *State, ch *Changer) error {
-			return ch.setIni(dropin, section, key, fixValue)
+		c.Fix = func(s *State, ch *remediate.Changer) error {
+			return ch.SetINI(dropin, section, key, fixValue)
 		}
 	}
 	return c
@@ -740,7 +510,7 @@ func (s *State) matchLines(files []string, rx *regexp.Regexp, hit func(f string,
 			continue
 		}
 		seen = true
-		for i, l := range lines(text) {
+		for i, l := range sysconf.Lines(text) {
 			if strings.HasPrefix(strings.TrimSpace(l), "#") || !rx.MatchString(l) {
 				continue
 			}

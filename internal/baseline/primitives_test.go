@@ -13,6 +13,7 @@ import (
 	"testing/fstest"
 
 	"github.com/vouch-dev/vouch/internal/finding"
+	"github.com/vouch-dev/vouch/internal/remediate"
 	"github.com/vouch-dev/vouch/internal/rootfs"
 )
 
@@ -270,17 +271,6 @@ func TestRules(t *testing.T) {
 	t.Logf("rules: %v", count)
 }
 
-func TestUnifiedDiff(t *testing.T) {
-	got := unifiedDiff("etc/x", []byte("a\nb\nc\n"), []byte("a\nB\nc\nd\n"), true)
-	want := "--- a/etc/x\n+++ b/etc/x\n@@ -1,3 +1,4 @@\n a\n-b\n+B\n c\n+d\n"
-	if got != want {
-		t.Errorf("diff:\n%s\nwant:\n%s", got, want)
-	}
-	if d := unifiedDiff("etc/x", []byte("same\n"), []byte("same\n"), true); d != "" {
-		t.Errorf("equal texts gave %q", d)
-	}
-}
-
 // TestRemediateSmall runs the fixes on a tiny root: sysctl, sshd with an
 // earlier drop-in, a vendor sysctl file, a mode; then checks backups and that
 // a second run changes nothing.
@@ -363,7 +353,7 @@ func TestRemediateSmall(t *testing.T) {
 	if err := os.WriteFile(img, make([]byte, 4096), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Remediate(context.Background(), img, rules, false, &out); !errors.Is(err, ErrImage) {
+	if _, err := Remediate(context.Background(), img, rules, false, &out); !errors.Is(err, remediate.ErrImage) {
 		t.Errorf("image: %v, want ErrImage", err)
 	}
 }

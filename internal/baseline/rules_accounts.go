@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // ---- 5.4 and 7.2: accounts ------------------------------------------------------------------------
@@ -81,14 +83,11 @@ func inactiveDays() Control {
 	return Control{
 		Remedy: "Set INACTIVE=45 in /etc/default/useradd (useradd -D -f 45).",
 		Audit: func(s *State) check.Result {
-			m, ok, err := s.keyValues("etc/default/useradd", func(l string) (string, string, bool) {
-				k, v, ok := strings.Cut(l, "=")
-				return strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`), ok
-			})
+			m, ok, err := s.keyValues("etc/default/useradd", sysconf.ParseAssignments)
 			if err != nil {
 				return errorf("%v", err)
 			}
-			v := kv{Value: "-1", File: "useradd default"}
+			v := sysconf.KV{Value: "-1", File: "useradd default"}
 			if ok {
 				if x, set := m["INACTIVE"]; set {
 					v = x
@@ -101,8 +100,8 @@ func inactiveDays() Control {
 			}
 			return fail(fmt.Sprintf("INACTIVE is %s, want 0 to 45 days", v.Value), ev)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.setKeyLine("etc/default/useradd", "INACTIVE", "INACTIVE=45", `^\s*INACTIVE\s*=`)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return c.SetKeyLine("etc/default/useradd", "INACTIVE=45", `^\s*INACTIVE\s*=`)
 		},
 	}
 }
@@ -118,7 +117,7 @@ func lastChangePast(s *State) check.Result {
 	today := int(time.Now().Unix() / 86400)
 	var bad []string
 	for _, e := range sh {
-		if n, err := strconv.Atoi(shadowField(e, 0)); err == nil && n > today {
+		if n, err := strconv.Atoi(sysconf.ShadowField(e, 0)); err == nil && n > today {
 			bad = append(bad, fmt.Sprintf("%s: last change day %d is after today (%d)", e.Name, n, today))
 		}
 	}
@@ -270,7 +269,7 @@ func rootUmask() Control {
 				if err != nil {
 					return errorf("%v", err)
 				}
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					if m := umaskRe.FindStringSubmatch(l); m != nil {
 						last, where = m[1], fmt.Sprintf("/%s:%d", f, i+1)
 					}
@@ -308,8 +307,8 @@ func loginDefUmask() Control {
 			}
 			return fail("UMASK is "+v.Value+", want 027 or stricter", ev)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.setKeyLine("etc/login.defs", "UMASK", "UMASK\t\t027", `^\s*UMASK\s`)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return c.SetKeyLine("etc/login.defs", "UMASK\t\t027", `^\s*UMASK\s`)
 		},
 	}
 }
@@ -325,7 +324,7 @@ func shellTimeout() Control {
 				if err != nil {
 					return errorf("%v", err)
 				}
-				for i, l := range lines(text) {
+				for i, l := range sysconf.Lines(text) {
 					if m := re.FindStringSubmatch(l); m != nil {
 						n, _ := strconv.Atoi(m[2])
 						ev := fmt.Sprintf("/%s:%d: %s", f, i+1, strings.TrimSpace(l))
@@ -338,164 +337,19 @@ func shellTimeout() Control {
 			}
 			return fail("TMOUT is not set in /etc/profile, /etc/bash.bashrc or /etc/profile.d; want 900 or less")
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			return c.Write("etc/profile.d/60-vouch-tmout.sh", []byte("# Set by vouch baseline remediate: idle shells end after 15 minutes.\nreadonly TMOUT=900\nexport TMOUT\n"), 0o644)
 		},
 	}
 }
 
-func shadowed(s *State) check.Result {
-	pw, ok, err := s.passwd()
-	if err != nil {
-		return errorf("%v", err)
-	}
-	if !ok {
-		return na("no /etc/passwd")
-	}
-	var bad []string
-	for _, e := range pw {
-		if !e.Legacy && !e.Bad && e.Pass != "x" {
-			bad = append(bad, e.Name)
-		}
-	}
-	if len(bad) > 0 {
-		return fail("accounts whose password is not in /etc/shadow: "+strings.Join(bad, ", "), bad...)
-	}
-	return pass("every account's password field is x")
-}
-
-func noEmptyPasswords(s *State) check.Result {
-	sh, ok, err := s.shadow()
-	if err != nil {
-		return errorf("%v", err)
-	}
-	if !ok {
-		return na("no /etc/shadow")
-	}
-	var bad []string
-	for _, e := range sh {
-		if !e.Legacy && e.Pass == "" {
-			bad = append(bad, e.Name)
-		}
-	}
-	if len(bad) > 0 {
-		return fail("accounts with an empty password field: "+strings.Join(bad, ", "), bad...)
-	}
-	return pass(fmt.Sprintf("none of %d accounts has an empty password field", len(sh)))
-}
-
-func groupsExist(s *State) check.Result {
-	pw, ok, err := s.passwd()
-	if err != nil {
-		return errorf("%v", err)
-	}
-	gr, gok, err := s.groups()
-	if err != nil {
-		return errorf("%v", err)
-	}
-	if !ok || !gok {
-		return na("no /etc/passwd or /etc/group")
-	}
-	have := map[int]bool{}
-	for _, g := range gr {
-		have[g.GID] = true
-	}
-	var bad []string
-	for _, e := range pw {
-		if e.ValidNumbers && !have[e.GID] {
-			bad = append(bad, fmt.Sprintf("%s (gid %d)", e.Name, e.GID))
-		}
-	}
-	if len(bad) > 0 {
-		return fail("primary groups missing from /etc/group: "+strings.Join(bad, ", "), bad...)
-	}
-	return pass("every primary group exists")
-}
-
-func shadowGroupEmpty(s *State) check.Result {
-	gr, ok, err := s.groups()
-	if err != nil {
-		return errorf("%v", err)
-	}
-	if !ok {
-		return na("no /etc/group")
-	}
-	pw, _, _ := s.passwd()
-	for _, g := range gr {
-		if g.Name != "shadow" {
-			continue
-		}
-		var bad []string
-		if g.Shell != "" {
-			bad = append(bad, "members: "+g.Shell)
-		}
-		for _, e := range pw {
-			if e.GID == g.GID {
-				bad = append(bad, e.Name+" has shadow as primary group")
-			}
-		}
-		if len(bad) > 0 {
-			return fail(strings.Join(bad, "; "), bad...)
-		}
-		return pass("group shadow has no members")
-	}
-	return na("no shadow group")
-}
-
-func uniq(file, field string) Audit {
-	return func(s *State) check.Result {
-		var ents []passwdEnt
-		var ok bool
-		var err error
-		if file == "passwd" {
-			ents, ok, err = s.passwd()
-		} else {
-			ents, ok, err = s.groups()
-		}
-		if err != nil {
-			return errorf("%v", err)
-		}
-		if !ok {
-			return na("no /etc/" + file)
-		}
-		seen := map[string][]string{}
-		var order []string
-		for _, e := range ents {
-			if e.Legacy || e.Bad {
-				continue
-			}
-			k := e.Name
-			switch field {
-			case "uid":
-				k = strconv.Itoa(e.UID)
-			case "gid":
-				k = strconv.Itoa(e.GID)
-			}
-			if _, dup := seen[k]; !dup {
-				order = append(order, k)
-			}
-			seen[k] = append(seen[k], e.Name)
-		}
-		var bad []string
-		for _, k := range order {
-			if len(seen[k]) > 1 {
-				bad = append(bad, fmt.Sprintf("%s %s: %s", field, k, strings.Join(seen[k], ", ")))
-			}
-		}
-		if len(bad) > 0 {
-			return fail("duplicate "+field+"s in /etc/"+file+": "+strings.Join(bad, "; "), bad...)
-		}
-		return pass(fmt.Sprintf("%d entries, no duplicate %s", len(ents), field))
-	}
-}
-
 // interactive returns the accounts with a login shell.
-func (s *State) interactive() ([]passwdEnt, error) {
+func (s *State) interactive() ([]sysconf.Account, error) {
 	pw, _, err := s.passwd()
 	if err != nil {
 		return nil, err
 	}
-	var out []passwdEnt
+	var out []sysconf.Account
 	for _, e := range pw {
 		if e.Legacy || e.Bad || !validShell(e.Shell) {
 			continue
@@ -654,7 +508,7 @@ func dotFiles(s *State) check.Result {
 
 func noPlus(file string) Audit {
 	return func(s *State) check.Result {
-		var ents []passwdEnt
+		var ents []sysconf.Account
 		var ok bool
 		var err error
 		switch file {

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // cloudRules are the cloud image requirements that can be checked offline
@@ -226,7 +228,7 @@ func machineID() Control {
 			}
 			return fail("/etc/machine-id is set ("+t+"); every VM from this image would share it", "/etc/machine-id")
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			return c.Write("etc/machine-id", nil, 0o444)
 		},
 	}
@@ -241,7 +243,7 @@ func dhcpNetworking(s *State) check.Result {
 			if err != nil {
 				return errorf("%v", err)
 			}
-			for _, l := range lines(text) {
+			for _, l := range sysconf.Lines(text) {
 				k, v, ok := strings.Cut(strings.TrimSpace(l), "=")
 				if ok && strings.TrimSpace(k) == "DHCP" && eq("yes", "ipv4", "true", "both", "ipv6")(strings.TrimSpace(v)) {
 					return pass("systemd-networkd configures DHCP", "/"+f, "systemd-networkd.service enabled")
@@ -266,7 +268,7 @@ func dhcpNetworking(s *State) check.Result {
 		if err != nil {
 			return errorf("%v", err)
 		}
-		for _, l := range lines(text) {
+		for _, l := range sysconf.Lines(text) {
 			fl := strings.Fields(l)
 			if len(fl) >= 4 && fl[0] == "iface" && fl[1] != "lo" && fl[3] == "dhcp" {
 				return pass("ifupdown configures DHCP on "+fl[1], "/"+f)

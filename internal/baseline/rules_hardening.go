@@ -6,7 +6,9 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/elfscan"
 	"github.com/vouch-dev/vouch/internal/finding"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // hardeningRules are kernel-hardening-checker's kconfig, command line and
@@ -125,37 +127,37 @@ func hardeningRules() []Rule {
 	)
 
 	checksec := []string{"checksec 2.6.0 (slimm609/checksec.sh)"}
-	all := func(*ELFInfo) bool { return true }
-	x86 := func(e *ELFInfo) bool { return e.Machine == elf.EM_X86_64 || e.Machine == elf.EM_386 }
-	arm := func(e *ELFInfo) bool { return e.Machine == elf.EM_AARCH64 }
+	all := func(*elfscan.Info) bool { return true }
+	x86 := func(e *elfscan.Info) bool { return e.Machine == elf.EM_X86_64 || e.Machine == elf.EM_386 }
+	arm := func(e *elfscan.Info) bool { return e.Machine == elf.EM_AARCH64 }
 	out = append(out,
 		Rule{ID: "hardening.elf-pie", Title: "Executables are position independent (PIE)", Severity: medium, References: checksec,
 			Rationale: "A non-PIE executable loads at a fixed address, giving ASLR nothing to randomise.",
-			Control:   elfRule("PIE", func(e *ELFInfo) bool { return e.Executable() }, func(e *ELFInfo) bool { return e.PIE() == "no" }, "-fPIE -pie")},
+			Control:   elfRule("PIE", func(e *elfscan.Info) bool { return e.Executable() }, func(e *elfscan.Info) bool { return e.PIE() == "no" }, "-fPIE -pie")},
 		Rule{ID: "hardening.elf-nx", Title: "Binaries have a non-executable stack (NX)", Severity: high, References: checksec,
 			Rationale: "An executable stack lets injected code run.",
-			Control:   elfRule("a non-executable stack", all, func(e *ELFInfo) bool { return !e.NX() }, "-z noexecstack")},
+			Control:   elfRule("a non-executable stack", all, func(e *elfscan.Info) bool { return !e.NX() }, "-z noexecstack")},
 		Rule{ID: "hardening.elf-relro", Title: "Binaries have RELRO", Severity: low, References: checksec,
 			Rationale: "RELRO makes relocation data read-only after start-up.",
-			Control:   elfRule("RELRO", all, func(e *ELFInfo) bool { return !e.Relro }, "-Wl,-z,relro")},
+			Control:   elfRule("RELRO", all, func(e *elfscan.Info) bool { return !e.Relro }, "-Wl,-z,relro")},
 		Rule{ID: "hardening.elf-bind-now", Title: "Binaries have full RELRO (BIND_NOW)", Severity: low, References: checksec,
 			Rationale: "With immediate binding the GOT is read-only too, so it cannot be overwritten.",
-			Control:   elfRule("full RELRO (RELRO and BIND_NOW)", all, func(e *ELFInfo) bool { return !e.FullRelro() }, "-Wl,-z,now")},
+			Control:   elfRule("full RELRO (RELRO and BIND_NOW)", all, func(e *elfscan.Info) bool { return !e.FullRelro() }, "-Wl,-z,now")},
 		Rule{ID: "hardening.elf-canary", Title: "Binaries use stack canaries", Severity: low, References: checksec,
 			Rationale: "Stack canaries stop stack buffer overflows from reaching the return address.",
-			Control:   elfRule("a stack canary", all, func(e *ELFInfo) bool { return !e.Canary }, "-fstack-protector-strong")},
+			Control:   elfRule("a stack canary", all, func(e *elfscan.Info) bool { return !e.Canary }, "-fstack-protector-strong")},
 		Rule{ID: "hardening.elf-fortify", Title: "Binaries that call fortifiable functions use FORTIFY_SOURCE", Severity: low, References: checksec,
 			Rationale: "_FORTIFY_SOURCE replaces unsafe libc calls with bounds-checked ones.",
-			Control:   elfRule("FORTIFY_SOURCE", func(e *ELFInfo) bool { return e.Fortifiable > 0 || e.FortifySource }, func(e *ELFInfo) bool { return !e.FortifySource }, "-D_FORTIFY_SOURCE=2 -O2")},
+			Control:   elfRule("FORTIFY_SOURCE", func(e *elfscan.Info) bool { return e.Fortifiable > 0 || e.FortifySource }, func(e *elfscan.Info) bool { return !e.FortifySource }, "-D_FORTIFY_SOURCE=2 -O2")},
 		Rule{ID: "hardening.elf-cet-ibt", Title: "x86 binaries are marked for indirect branch tracking (CET IBT)", Severity: info, References: []string{"x86-64 psABI GNU_PROPERTY_X86_FEATURE_1_IBT"},
 			Rationale: "IBT restricts indirect jumps to ENDBR targets on CPUs that enforce it.",
-			Control:   elfRule("the CET IBT property", x86, func(e *ELFInfo) bool { return !e.IBT }, "-fcf-protection=full")},
+			Control:   elfRule("the CET IBT property", x86, func(e *elfscan.Info) bool { return !e.IBT }, "-fcf-protection=full")},
 		Rule{ID: "hardening.elf-cet-shstk", Title: "x86 binaries are marked shadow-stack compatible (CET SHSTK)", Severity: info, References: []string{"x86-64 psABI GNU_PROPERTY_X86_FEATURE_1_SHSTK"},
 			Rationale: "A shadow stack stops return-oriented programming on CPUs that enforce it.",
-			Control:   elfRule("the CET SHSTK property", x86, func(e *ELFInfo) bool { return !e.SHSTK }, "-fcf-protection=full")},
+			Control:   elfRule("the CET SHSTK property", x86, func(e *elfscan.Info) bool { return !e.SHSTK }, "-fcf-protection=full")},
 		Rule{ID: "hardening.elf-bti", Title: "arm64 binaries are marked for branch target identification (BTI)", Severity: info, References: []string{"AArch64 ELF ABI GNU_PROPERTY_AARCH64_FEATURE_1_BTI"},
 			Rationale: "BTI restricts indirect branches to landing pads on CPUs that enforce it.",
-			Control:   elfRule("the BTI property", arm, func(e *ELFInfo) bool { return !e.BTI }, "-mbranch-protection=standard")},
+			Control:   elfRule("the BTI property", arm, func(e *elfscan.Info) bool { return !e.BTI }, "-mbranch-protection=standard")},
 	)
 	return out
 }
@@ -217,7 +219,7 @@ func diskEncryption(s *State) check.Result {
 		return errorf("%v", err)
 	}
 	if ok {
-		for _, l := range lines(text) {
+		for _, l := range sysconf.Lines(text) {
 			if f := strings.Fields(l); len(f) >= 2 && !strings.HasPrefix(f[0], "#") {
 				return pass("etc/crypttab maps "+f[0]+" from "+f[1], "/etc/crypttab")
 			}

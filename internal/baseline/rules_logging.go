@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 const vouchAuditRules = "etc/audit/rules.d/60-vouch.rules"
@@ -149,7 +151,7 @@ func journaldForward() Control {
 			}
 			return pass("journald is the log store and does not forward to syslog", ev...)
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			got, _, err := s.installedAny("rsyslog", "syslog-ng-core")
 			if err != nil {
 				return err
@@ -158,7 +160,7 @@ func journaldForward() Control {
 			if len(got) > 0 {
 				v = "yes"
 			}
-			return c.setIni("etc/systemd/journald.conf.d/60-vouch.conf", "Journal", "ForwardToSyslog", v)
+			return c.SetINI("etc/systemd/journald.conf.d/60-vouch.conf", "Journal", "ForwardToSyslog", v)
 		},
 	}
 }
@@ -166,8 +168,8 @@ func journaldForward() Control {
 func rsyslogFileMode() Control {
 	c := contentMatches([]string{"etc/rsyslog.conf", "etc/rsyslog.d/*.conf"}, `^\s*\$FileCreateMode\s+0[0-6][0-4]0\b`, "sets $FileCreateMode 0640 or stricter", fail("no /etc/rsyslog.conf"))
 	c.Remedy = "Set `$FileCreateMode 0640` in /etc/rsyslog.d/60-vouch.conf."
-	c.Fix = func(s *State, ch *Changer) error {
-		return ch.appendLines("etc/rsyslog.d/60-vouch.conf", "# Set by vouch baseline remediate.", "$FileCreateMode 0640")
+	c.Fix = func(s *State, ch *remediate.Changer) error {
+		return ch.AppendLines("etc/rsyslog.d/60-vouch.conf", "# Set by vouch baseline remediate.", "$FileCreateMode 0640")
 	}
 	return c
 }
@@ -203,7 +205,7 @@ func auditRule(want ...string) Control {
 				if err != nil {
 					return errorf("%v", err)
 				}
-				for _, l := range lines(text) {
+				for _, l := range sysconf.Lines(text) {
 					have[strings.Join(strings.Fields(l), " ")] = true
 				}
 			}
@@ -218,12 +220,12 @@ func auditRule(want ...string) Control {
 			}
 			return pass(fmt.Sprintf("all %d audit rules present", len(want)), want...)
 		},
-		Fix: func(s *State, c *Changer) error {
+		Fix: func(s *State, c *remediate.Changer) error {
 			if len(want) == 1 && want[0] == "-e 2" {
 				// Making the configuration immutable must come last.
-				return c.appendLines("etc/audit/rules.d/99-vouch-finalize.rules", "## Added by vouch baseline remediate: make the audit configuration immutable.", want...)
+				return c.AppendLines("etc/audit/rules.d/99-vouch-finalize.rules", "## Added by vouch baseline remediate: make the audit configuration immutable.", want...)
 			}
-			return c.appendLines(vouchAuditRules, "## Audit rules added by vouch baseline remediate (CIS Debian 12 6.2.3).", want...)
+			return c.AppendLines(vouchAuditRules, "## Audit rules added by vouch baseline remediate (CIS Debian 12 6.2.3).", want...)
 		},
 	}
 }

@@ -1,7 +1,6 @@
 package baseline
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -76,8 +75,9 @@ func cached[T any](s *State, key string, f func() (T, error)) (T, error) {
 	return v, e.err
 }
 
-// ConfigError is a configuration file vouch cannot use: binary content, an
-// Include loop, a malformed line where one matters.
+// ConfigError is a configuration file vouch cannot use because of its
+// content (binary); the parsers report Include loops and malformed lines as
+// *sysconf.Error.
 type ConfigError struct {
 	Path   string
 	Reason string
@@ -124,17 +124,6 @@ func (s *State) readAll(name string) ([]byte, error) {
 
 func isText(b []byte) bool {
 	return bytes.IndexByte(b, 0) < 0 && utf8.Valid(b)
-}
-
-// lines splits text into lines without trailing CR.
-func lines(text string) []string {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 64*1024), 4<<20)
-	for sc.Scan() {
-		out = append(out, strings.TrimRight(sc.Text(), "\r"))
-	}
-	return out
 }
 
 // glob lists files of dir whose names end in suffix, sorted, skipping

@@ -4,11 +4,14 @@ import (
 	"errors"
 
 	"fmt"
-	"github.com/vouch-dev/vouch/internal/check"
 	"io/fs"
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
+	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // sysctlDirs are systemd-sysctl's directories (sysctl.d(5)), highest
@@ -19,19 +22,12 @@ var sysctlDirs = []string{"etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.
 // vouchSysctlFile is where remediation sets kernel parameters.
 const vouchSysctlFile = "etc/sysctl.d/60-vouch-hardening.conf"
 
-type sysctlSetting struct {
-	Key, Value, Where string
-	File              string
-	Line              int
-	pattern           bool
-}
-
 // sysctlConfig returns every assignment in the order systemd-sysctl applies
 // them: all *.conf files sorted by name across the directories, then
 // etc/sysctl.conf when no drop-in links to it (as `sysctl --system` reads it
 // last).
-func (s *State) sysctlConfig() ([]sysctlSetting, error) {
-	return cached(s, "sysctl", func() ([]sysctlSetting, error) {
+func (s *State) sysctlConfig() ([]sysconf.SysctlSetting, error) {
+	return cached(s, "sysctl", func() ([]sysconf.SysctlSetting, error) {
 		byName, names, err := s.dropIns(sysctlDirs, ".conf")
 		if err != nil {
 			return nil, err
@@ -48,7 +44,7 @@ func (s *State) sysctlConfig() ([]sysctlSetting, error) {
 		if !linksConf {
 			files = append(files, "etc/sysctl.conf")
 		}
-		var out []sysctlSetting
+		var out []sysconf.SysctlSetting
 		for _, f := range files {
 			text, ok, err := s.readText(f)
 			if err != nil {
@@ -57,48 +53,17 @@ func (s *State) sysctlConfig() ([]sysctlSetting, error) {
 			if !ok {
 				continue
 			}
-			for i, l := range lines(text) {
-				t := strings.TrimSpace(l)
-				if t == "" || t[0] == '#' || t[0] == ';' {
-					continue
-				}
-				k, v, ok := strings.Cut(t, "=")
-				if !ok {
-					continue // systemd-sysctl warns and ignores the line
-				}
-				k = strings.TrimPrefix(strings.TrimSpace(k), "-")
-				k = normSysctlKey(k)
-				out = append(out, sysctlSetting{Key: k, Value: strings.TrimSpace(v), File: f, Line: i + 1,
-					Where: fmt.Sprintf("%s:%d", f, i+1), pattern: strings.ContainsAny(k, "*?[")})
-			}
+			out = append(out, sysconf.ParseSysctl(f, text)...)
 		}
 		return out, nil
 	})
-}
-
-// normSysctlKey writes a key with dots: "net/ipv4/ip_forward" and
-// "net.ipv4.ip_forward" are the same key. A key with slashes keeps dots inside
-// elements (interface names) as they are.
-func normSysctlKey(k string) string {
-	if strings.Contains(k, "/") {
-		return strings.ReplaceAll(strings.Trim(k, "/"), "/", ".")
-	}
-	return k
-}
-
-func (st sysctlSetting) matches(key string) bool {
-	if !st.pattern {
-		return st.Key == key
-	}
-	ok, _ := path.Match(strings.ReplaceAll(st.Key, ".", "/"), strings.ReplaceAll(key, ".", "/"))
-	return ok
 }
 
 // sysctlValue is an effective kernel parameter with where it came from.
 type sysctlValue struct {
 	Value   string
 	Source  string // "/proc/sys (running kernel)", "etc/sysctl.d/x.conf:3", "kernel default"
-	Setting *sysctlSetting
+	Setting *sysconf.SysctlSetting
 	Set     bool // false: not configured, Value is the kernel default ("" if unknown)
 }
 
@@ -121,9 +86,9 @@ func (s *State) sysctl(key string) (sysctlValue, error) {
 	if err != nil {
 		return sysctlValue{}, err
 	}
-	var last *sysctlSetting
+	var last *sysconf.SysctlSetting
 	for i := range settings {
-		if settings[i].matches(key) {
+		if settings[i].Matches(key) {
 			last = &settings[i]
 		}
 	}
@@ -287,8 +252,8 @@ func sysctlRule(key, op, want string) Control {
 			}
 			return fail(fmt.Sprintf("%s = %s, want %s", key, v.Value, expect), ev...)
 		},
-		Fix: func(s *State, c *Changer) error {
-			return c.setSysctl(s, key, fixValue)
+		Fix: func(s *State, c *remediate.Changer) error {
+			return setSysctl(s, c, key, fixValue)
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/baseline"
 	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/remediate"
 	"github.com/vouch-dev/vouch/internal/report"
 )
 
@@ -114,7 +115,7 @@ func newBaselineRemediateCmd() *cobra.Command {
 printing the exact change of each (a unified diff for file contents, chmod/chown
 lines for modes and owners). Files are written atomically (temporary file, then
 rename) with their mode and owner kept, and the original of every changed file is
-copied to TARGET/` + baseline.BackupRoot + `/<timestamp>/ with a MANIFEST of the changes.
+copied to TARGET/` + remediate.BackupRoot + `/<timestamp>/ with a MANIFEST of the changes.
 Running it again changes nothing. Rules that cannot be fixed safely (NX, disk
 encryption, ELF hardening, packages to remove) are listed with what a person must do.
 
@@ -154,7 +155,7 @@ reload or a reboot). vouch never modifies a disk image.`,
 				out = &log
 			}
 			sum, err := baseline.Remediate(c.Context(), args[0], selected, dryRun, out)
-			if errors.Is(err, baseline.ErrImage) {
+			if errors.Is(err, remediate.ErrImage) {
 				return usageErrorf("%s is not a directory: vouch does not modify disk images; extract or mount the root and remediate the directory", args[0])
 			}
 			if err != nil {

@@ -125,6 +125,13 @@ Exit codes: 0 all good, 1 findings at or above --fail-on, 2 usage or input error
 		newGateCmd(),
 		newFirmwareCmd(),
 		newTestCmd(),
+		newServeCmd(),
+		newTokenCmd(),
+		newAgentCmd(),
+		newFleetCmd(),
+		newJobCmd(),
+		newTemplateCmd(),
+		newWorkerCmd(),
 	)
 	return root
 }

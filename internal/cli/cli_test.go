@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -79,6 +81,14 @@ qemu-img convert -O vpc -o subformat=dynamic,force_size=on d.img d.vhd
 }
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as the vouch command for tests that need a
+	// separate process (serve, to kill -9 it).
+	if os.Getenv("VOUCH_TEST_RUN_CLI") == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	code := m.Run()
 	if smallDir != "" {
 		os.RemoveAll(smallDir)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/vouch-dev/vouch/internal/vm"
 )
 
 // TestOVMFBootKeepsWrites is the truth test for store writing: a copy of
@@ -20,6 +22,9 @@ import (
 // records, appended its own after them, and must still hold ours; a store it
 // rejected would have been reformatted or lost the variables.
 func TestOVMFBootKeepsWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Fatalf("qemu-system-x86_64 not found: install the Debian package qemu-system-x86: %v", err)
@@ -58,6 +63,12 @@ func TestOVMFBootKeepsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The machine-wide budget of QEMU guests (internal/vm).
+	slot, err := vm.AcquireSlot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu,

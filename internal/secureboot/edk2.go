@@ -1,6 +1,7 @@
 package secureboot
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"fmt"
@@ -26,28 +27,57 @@ func (fw *Firmware) Verify(img *authenticode.Image) Decision {
 
 // VerifyPolicy applies db and dbx to img as if Secure Boot were enforced.
 //
-// The rules, from DxeImageVerificationHandler:
+// The rules, from edk2's DxeImageVerificationHandler (SecurityPkg/Library/
+// DxeImageVerificationLib, unchanged from edk2-stable202211, Debian 12's
+// OVMF, to 2026):
 //
-//   - An image without a certificate table is allowed only by its SHA-256
-//     hash in db, and never when the hash is in dbx.
+//   - An image without a certificate table is allowed only by its hash in db
+//     (vouch: SHA-256), and never when the hash is in dbx.
 //   - Otherwise every WIN_CERTIFICATE entry is evaluated in order. Its digest
 //     algorithm comes from the entry (HashPeImageByType); an unsupported one
-//     skips the entry. The entry is forbidden (IsForbiddenByDbx) when it
-//     verifies with an X509 entry of dbx, or when the hash of the
-//     TBSCertificate of any certificate it carries is an X509_SHA256/384/512
-//     entry of dbx; a forbidden entry rejects the image at once, whatever
-//     earlier entries did. Until one entry is allowed, each is tried against
-//     the X509 entries of db (IsAllowedByDb: the first db certificate it
-//     verifies with decides, and that certificate is itself looked up in
-//     dbx). The image hash (with the entry's algorithm) in dbx rejects; in db
-//     it allows.
+//     skips the entry. A forbidden entry (IsForbiddenByDbx) rejects the image
+//     at once, whatever earlier entries did. Until one entry is allowed, each
+//     is tried against db (IsAllowedByDb). Then the image hash (with the
+//     entry's algorithm) in dbx rejects; in db it allows.
 //   - The entries must fill the table exactly.
 //
+// Where each dbx entry type is consulted:
+//
+//   - EFI_CERT_SHA256 (and SHA1/384/512 image hashes): the image's
+//     Authenticode hash, for an unsigned image, and after each evaluated
+//     signature (IsSignatureFoundInDatabase on dbx) — a hit rejects the image
+//     even when a signature was already allowed.
+//   - EFI_CERT_X509: IsForbiddenByDbx runs AuthenticodeVerify with each dbx
+//     certificate as the only trusted certificate (Pkcs7Verify: partial chain,
+//     no time or purpose check). The signature is forbidden when it verifies,
+//     that is when the certificate is the signer, an embedded intermediate,
+//     or the (embedded or not) issuer of a chain certificate: leaf,
+//     intermediate and root alike.
+//   - EFI_CERT_X509_SHA256/384/512 (IsCertHashFoundInDbx, the hash of the
+//     TBSCertificate) is looked up twice, for two certificates only:
+//     IsForbiddenByDbx takes the stack of Pkcs7GetSigners, which is OpenSSL's
+//     PKCS7_get0_signers: the signer certificate of each SignerInfo, not the
+//     embedded intermediates or root. A hit forbids the signature (and the
+//     image); no signer found (Pkcs7GetSigners fails) forbids it too.
+//     IsAllowedByDb looks up the db certificate the signature verified with
+//     (the first that verifies decides; the others are not tried): a hit makes
+//     this signature not allowed, but does not forbid the image, so a later
+//     signature that db allows still lets it run. The hash of an embedded
+//     intermediate that is neither the signer nor the db match, and of a root
+//     that is not in db, is never consulted.
+//   - The revocation time of an X509_SHA* entry: zero (IsTimeZero: year to
+//     second) means always revoked; otherwise PassTimestampCheck lets the
+//     signature through only when its RFC 3161 countersignature verifies with
+//     an X509 certificate of dbt and its signing time is not later than the
+//     revocation time. Without a timestamp, or without dbt, a non-zero time
+//     revokes exactly as a zero one. vouch does not verify timestamps and
+//     treats every non-zero time as revoking, which is exact for signatures
+//     without a timestamp (Microsoft's UEFI CA signatures of shim carry none);
+//     the explanation says when the signature does carry one.
+//
 // Verification is OpenSSL's with a partial chain, no time check and any
-// purpose (authenticode.Signature.VerifiesWith). Revocation times other than
-// zero would need the signature's timestamp countersignature checked against
-// dbt; vouch does not evaluate timestamps and treats such entries as revoked,
-// as edk2 does when the signature carries no timestamp.
+// purpose (authenticode.Signature.VerifiesWith). The table of
+// TestQEMUDbxEntryTypes reproduces each case with a real OVMF boot.
 func (fw *Firmware) VerifyPolicy(img *authenticode.Image) Decision {
 	sigs := topLevel(img.Signatures())
 	if len(sigs) == 0 && img.CertTableErr() == nil {
@@ -139,24 +169,41 @@ func (fw *Firmware) forbiddenByDbx(s *authenticode.Signature) (by, why string, f
 			return "dbx: " + describeCert(e.cert), "it verifies with the dbx certificate " + describeCert(e.cert), true
 		}
 	}
-	// Pkcs7GetSigners failing or finding no certificate counts as revoked.
-	if len(s.Certificates) == 0 {
-		why := "it carries no certificate edk2 can read"
+	// Pkcs7GetSigners failing (no parsable signed data, or no embedded
+	// certificate matching the SignerInfo) counts as revoked.
+	if s.Signer == nil {
+		why := "it carries no signer certificate edk2 can read"
+		if len(s.Certificates) > 0 {
+			why = "its signer certificate is not embedded"
+		}
 		if s.Err != nil {
 			why += fmt.Sprintf(" (%v)", s.Err)
 		}
 		return "dbx: unreadable signature", why + ", which edk2 treats as revoked while dbx exists", true
 	}
-	for _, c := range s.Certificates {
-		if hit, zero := tbsInDbx(fw.DBX, c); hit {
-			why := fmt.Sprintf("the certificate %s is revoked by its TBS hash in dbx", describeCert(c))
-			if !zero {
-				why += " (with a revocation time; vouch does not evaluate timestamp countersignatures against dbt)"
-			}
-			return "dbx: TBS hash of " + describeCert(c), why, true
+	// Only the signer: Pkcs7GetSigners is PKCS7_get0_signers, not the
+	// embedded certificates.
+	if hit, zero := tbsInDbx(fw.DBX, s.Signer); hit {
+		why := fmt.Sprintf("its signer certificate %s is revoked by its TBS hash in dbx", describeCert(s.Signer))
+		if !zero {
+			why += revocationTimeNote(s)
 		}
+		return "dbx: TBS hash of " + describeCert(s.Signer), why, true
 	}
 	return "", "", false
+}
+
+// oidRFC3161Countersignature is Authenticode's unauthenticated attribute
+// holding an RFC 3161 timestamp token (szOID_RFC3161_counterSign), the one
+// edk2's ImageTimestampVerify reads.
+var oidRFC3161Countersignature = []byte{0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x03, 0x03, 0x01}
+
+// revocationTimeNote explains a non-zero revocation time (PassTimestampCheck).
+func revocationTimeNote(s *authenticode.Signature) string {
+	if bytes.Contains(s.PKCS7, oidRFC3161Countersignature) {
+		return " (from a revocation time; the signature carries an RFC 3161 timestamp, which edk2 would accept if it verified with a dbt certificate and predated that time: vouch does not verify timestamps and counts it as revoked)"
+	}
+	return " (from a revocation time; the signature carries no RFC 3161 timestamp, so edk2's timestamp check fails whatever dbt holds)"
 }
 
 // allowedByDb is IsAllowedByDb: the first db certificate the signature
@@ -172,8 +219,12 @@ func (fw *Firmware) allowedByDb(s *authenticode.Signature) (e dbEntry, revoked s
 			continue
 		}
 		if fw.hasDBX {
-			if hit, _ := tbsInDbx(fw.DBX, anchor); hit {
-				return dbEntry{}, e.String() + ", but that db certificate is revoked by its TBS hash in dbx", false
+			if hit, zero := tbsInDbx(fw.DBX, anchor); hit {
+				why := e.String() + ", but that db certificate is revoked by its TBS hash in dbx, so this signature is not allowed (the image is not forbidden: a later signature may still allow it)"
+				if !zero {
+					why += revocationTimeNote(s)
+				}
+				return dbEntry{}, why, false
 			}
 		}
 		return e, "", true

@@ -198,6 +198,7 @@ func TestVerifyEdk2(t *testing.T) {
 	}
 	nestedOnly := signWith(t, unsigned, authenticodetest.Options{Signer: p.otherLeaf.Cert, Key: p.otherLeaf.Key, Chain: []*x509.Certificate{p.other.Cert}, Nested: [][]byte{nestedP7}})
 	badTable := growCertTable(t, full, 8)
+	noSigner := signWith(t, unsigned, authenticodetest.Options{Signer: p.leaf.Cert, Key: p.leaf.Key, Chain: []*x509.Certificate{p.inter.Cert}, Hash: crypto.SHA256, OmitSigner: true})
 
 	cases := []struct {
 		name    string
@@ -219,6 +220,15 @@ func TestVerifyEdk2(t *testing.T) {
 		{"dbx X509_SHA256 signer, time zero", full, fwSpec{db: certs(p.root.Cert), dbx: tbs(p.leaf.Cert, time.Time{})}, false, "TBS hash of Test Signer", 1},
 		{"dbx X509_SHA256 signer, with time", full, fwSpec{db: certs(p.root.Cert), dbx: tbs(p.leaf.Cert, time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC))}, false, "TBS hash of Test Signer", 1},
 		{"dbx X509_SHA256 of the db cert, not embedded", partial, fwSpec{db: certs(p.root.Cert), dbx: tbs(p.root.Cert, time.Time{})}, false, "", 0},
+		// Pkcs7GetSigners is the signer only: an embedded intermediate's or
+		// root's TBS hash forbids nothing; as the db match it makes that
+		// signature not allowed, and a later signature may still allow.
+		{"dbx X509_SHA256 of an embedded intermediate, root in db", full, fwSpec{db: certs(p.root.Cert), dbx: tbs(p.inter.Cert, time.Time{})}, true, "Test Root CA", 1},
+		{"dbx X509_SHA256 of the embedded root, intermediate in db", full, fwSpec{db: certs(p.inter.Cert), dbx: tbs(p.root.Cert, time.Time{})}, true, "Test Intermediate CA", 1},
+		{"dbx X509_SHA256 of the db intermediate", full, fwSpec{db: certs(p.inter.Cert), dbx: tbs(p.inter.Cert, time.Time{})}, false, "", 0},
+		{"dbx X509_SHA256 of the first db match: later db entries are not tried", full, fwSpec{db: certs(p.inter.Cert, p.root.Cert), dbx: tbs(p.inter.Cert, time.Time{})}, false, "", 0},
+		{"dbx X509_SHA256 of the db match of one signature, another allowed", otherThenGood, fwSpec{db: certs(p.other.Cert, p.inter.Cert), dbx: tbs(p.other.Cert, time.Time{})}, true, "Test Intermediate CA", 2},
+		{"signer not embedded with dbx: revoked", noSigner, fwSpec{db: certs(p.root.Cert), dbx: hashes(efi.CertSHA256GUID, make([]byte, 32))}, false, "unreadable signature", 1},
 		{"dbx X509_SHA256 of an unrelated cert", full, fwSpec{db: certs(p.root.Cert), dbx: tbs(p.other.Cert, time.Time{})}, true, "Test Root CA", 1},
 		{"X509_SHA256 in db does not allow", full, fwSpec{db: tbs(p.leaf.Cert, time.Time{})}, false, "", 0},
 		{"image hash in dbx beats db", full, fwSpec{db: certs(p.root.Cert), dbx: hashes(efi.CertSHA256GUID, digest)}, false, "dbx: SHA-256 hash", 0},

@@ -56,6 +56,9 @@ func editStore(t *testing.T, edit func(s *nvram.Store) error) []byte {
 //   - the store set to profile microsoft-2023 refuses the 2011-only shim and
 //     boots the 2023-only one.
 func TestQEMUEditedStores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	dual, only2011, only2023 := secureboot.DebianShims(t)
 	grub := secureboot.DebianGRUB(t)
 	certDir := testfixtures.Data("secureboot", "certs")

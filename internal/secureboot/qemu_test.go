@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/vouch-dev/vouch/internal/vm"
 )
 
 // What OVMF prints. GRUB reached: its banner or prompt (Debian's signed
@@ -35,6 +37,9 @@ type bootResult struct {
 // stopping as soon as a marker shows on the serial console.
 func bootOVMF(t *testing.T, dir string, esp, vars []byte) bootResult {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	qemu := tool(t, "qemu-system-x86_64", "qemu-system-x86")
 	if _, err := os.Stat(ovmfCode); err != nil {
 		t.Fatalf("%v: install the apt package ovmf", err)
@@ -47,6 +52,13 @@ func bootOVMF(t *testing.T, dir string, esp, vars []byte) bootResult {
 			t.Fatal(err)
 		}
 	}
+	// The machine-wide budget of QEMU guests (internal/vm), shared with every
+	// other test process; waiting for a slot counts against no boot.
+	slot, err := vm.AcquireSlot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// The command of the brief, with -nodefaults so that OVMF does not also
@@ -167,6 +179,9 @@ func makeESP(t *testing.T, dir string, files map[string][]byte) []byte {
 // shim's hash in dbx, and checks that vouch's verdict on the removable-media
 // boot path is what the real firmware did.
 func TestQEMUOracle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	sh := debianShims(t)
 	grub := deb(t, grubRel)
 	digest := shimDigest(t, sh.dual)

@@ -630,10 +630,17 @@ func revokers(img *authenticode.Image, rev Revocation, imp *RevocationImpact, sb
 					}
 				}
 			case efi.CertX509SHA256GUID, efi.CertX509SHA384GUID, efi.CertX509SHA512GUID:
+				// edk2 looks up the signer's TBS hash, and that of the db
+				// certificate the signature verifies with (which can be a
+				// chain certificate); see VerifyPolicy.
 				for _, sig := range sigs {
-					for _, c := range sig.Certificates {
+					for i, c := range sig.Chain {
 						if hit, _ := tbsInDbx([]efi.SignatureList{l}, c); hit {
-							out = append(out, Revoker{Kind: "dbx certificate hash", Entry: "TBS hash of " + describeCert(c) + fmt.Sprintf(" (signature %d)", sig.Index+1)})
+							role := "signer"
+							if i > 0 {
+								role = "chain certificate; it counts when it is the db certificate the signature verifies with"
+							}
+							out = append(out, Revoker{Kind: "dbx certificate hash", Entry: "TBS hash of " + describeCert(c) + fmt.Sprintf(" (signature %d, %s)", sig.Index+1, role)})
 						}
 					}
 				}

@@ -23,6 +23,9 @@ import (
 // refuses the dual-signed shim although its 2023 signature is not revoked),
 // and an SbatLevel with grub,6 (shim refuses Debian's grub,5).
 func TestRevocationQEMU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots OVMF under QEMU (not in -short)")
+	}
 	sh := debianShims(t).dual
 	grub := deb(t, grubRel)
 	files := map[string][]byte{"EFI/BOOT/BOOTX64.EFI": sh, "EFI/BOOT/grubx64.efi": grub}

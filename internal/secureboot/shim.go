@@ -146,7 +146,18 @@ func ShimVerify(shim *authenticode.Image, fw *Firmware, next *authenticode.Image
 //     certificate with the module-signing EKU is not trusted. Verification
 //     is edk2's AuthenticodeVerify with the SHA-256 image hash, so only
 //     SHA-256 signatures can verify. One allowed entry suffices: a dbx hit
-//     on another entry does not undo it (unlike edk2).
+//     on another entry does not undo it (unlike edk2). When none is allowed
+//     and one was forbidden, the first forbidding entry is reported (shim
+//     prints "Binary is forbidden").
+//
+// Where each list and entry type is consulted (verify.c: check_denylist,
+// check_allowlist, check_db_cert_in_ram): EFI_CERT_SHA256 in vendor dbx,
+// dbx and MokListX denies, in db, vendor db and MokList allows; EFI_CERT_SHA1
+// only in vendor dbx, dbx and db; EFI_CERT_X509 in all six, first entry of
+// each list, the signature verified with it as the trust anchor (so leaf,
+// intermediate or root alike); EFI_CERT_X509_SHA256/384/512 nowhere (shim
+// has no revocation-time or dbt logic). MokList and MokListX are read as the
+// boot-services variables shim mirrors into MokListRT and MokListXRT.
 func ShimVerifyWith(shim *authenticode.Image, fw *Firmware, next *authenticode.Image, o ShimOptions) Decision {
 	d := shimPolicy(shim, fw, next, o)
 	if fw != nil {
@@ -251,7 +262,7 @@ func shimPolicy(shim *authenticode.Image, fw *Firmware, next *authenticode.Image
 		allow509 = append(allow509, dbEntry{cert: vc.Cert, origin: "shim vendor certificate", strict: true, first: true})
 	}
 
-	var first *Decision
+	var first, forbiddenBy *Decision
 	for _, s := range sigs {
 		n := s.Index + 1
 		desc := describeSignature(s)
@@ -265,6 +276,12 @@ func shimPolicy(shim *authenticode.Image, fw *Firmware, next *authenticode.Image
 				if _, ok := e.verifies(s); ok {
 					steps = append(steps, fmt.Sprintf("%s is forbidden by %s", desc, e))
 					forbidden = true
+					if forbiddenBy == nil {
+						// shim: "Binary is forbidden" (check_denylist,
+						// "cert sha256hash found in <list>").
+						d := deny(n, e.String(), fmt.Sprintf("signature %d is forbidden by %s and no other signature is allowed", n, rule.name), nil)
+						forbiddenBy = &d
+					}
 					break
 				}
 			}
@@ -294,6 +311,10 @@ func shimPolicy(shim *authenticode.Image, fw *Firmware, next *authenticode.Image
 	if first != nil {
 		first.Explanation = joinSteps(steps)
 		return *first
+	}
+	if forbiddenBy != nil {
+		forbiddenBy.Explanation = joinSteps(steps)
+		return *forbiddenBy
 	}
 	return deny(0, "", "no signature verifies with db, MokList or shim's vendor certificate", steps)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -15,59 +16,137 @@ import (
 
 // ProbeResult is what the KVM probe found.
 type ProbeResult struct {
-	Accel  string        // "kvm" when KVM works, else "tcg"
+	Accel  string        // "kvm" when KVM works for this firmware, else "tcg"
 	Reason string        // why, for people
 	Took   time.Duration // how long the probe ran
 }
 
-// probeTimeout is how long the probe guest has to print its line. Under a
-// working KVM it prints within milliseconds of SeaBIOS starting; under TCG the
-// same guest needs well under a second even on a loaded machine.
-const probeTimeout = 5 * time.Second
+// probeTimeout is how long the probe guest has to show it runs: the probe
+// sector's line (BIOS) or OVMF's boot manager ("BdsDxe:", UEFI). Under a
+// working KVM both come within a few seconds; a KVM that cannot run the
+// guest fails at once (QEMU exits, or reports a KVM internal error).
+const probeTimeout = 20 * time.Second
 
-// The probe runs once per process: every VM of a run uses its result.
+// probeSpec is what the probe must prove: the machine and firmware of the
+// real VM (q35, SMM for the Secure Boot build, -cpu host, the same OVMF code
+// file). A KVM that boots a plain guest may still refuse these (nested
+// virtualization without SMM, a KVM emulation failure in OVMF's early code).
+type probeSpec struct {
+	boot       Boot
+	secureBoot bool
+	code, vars string // firmware files (UEFI)
+}
+
+func specOf(fw Firmware) (probeSpec, error) {
+	sp := probeSpec{boot: fw.Boot, secureBoot: fw.SecureBoot && fw.Boot == UEFI}
+	if fw.Boot == UEFI {
+		code, vars, err := firmwareFiles(fw)
+		if err != nil {
+			return sp, err
+		}
+		sp.code, sp.vars = code, vars
+	}
+	return sp, nil
+}
+
+// key is sp without the variable store, which does not change what KVM can
+// run.
+func (sp probeSpec) key() probeSpec {
+	sp.vars = ""
+	return sp
+}
+
+func (sp probeSpec) String() string {
+	switch {
+	case sp.boot == BIOS:
+		return "BIOS guest"
+	case sp.secureBoot:
+		return "OVMF Secure Boot (SMM) guest"
+	}
+	return "OVMF guest"
+}
+
+// Probe results, per firmware set-up, for the process's life. A probe cut
+// short by its context is not kept.
 var kvmProbe struct {
-	once   sync.Once
-	result ProbeResult
+	mu      sync.Mutex
+	results map[probeSpec]ProbeResult
 }
 
-// ProbeKVM reports whether KVM works on this host, probing at most once per
-// process (later calls return the first result).
-func ProbeKVM(ctx context.Context, workDir string) ProbeResult {
-	kvmProbe.once.Do(func() {
-		kvmProbe.result = probeKVM(ctx, workDir)
-	})
-	return kvmProbe.result
+// ProbeKVM reports whether KVM runs a guest with the machine and firmware of
+// fw on this host, probing at most once per firmware set-up and process.
+// A probe whose context ends is reported as such and not remembered.
+func ProbeKVM(ctx context.Context, fw Firmware, workDir string) ProbeResult {
+	sp, err := specOf(fw)
+	if err != nil {
+		return ProbeResult{Accel: "tcg", Reason: fmt.Sprintf("firmware: %v", err)}
+	}
+	r, _ := probeCached(ctx, sp, workDir)
+	return r
 }
 
-func autoAccel(ctx context.Context, workDir string, log io.Writer) string {
-	first := false
-	kvmProbe.once.Do(func() {
-		first = true
-		kvmProbe.result = probeKVM(ctx, workDir)
-	})
-	r := kvmProbe.result
+// probeCached returns the remembered result for sp, or probes; first
+// reports that this call probed.
+func probeCached(ctx context.Context, sp probeSpec, workDir string) (r ProbeResult, first bool) {
+	kvmProbe.mu.Lock()
+	defer kvmProbe.mu.Unlock()
+	if r, ok := kvmProbe.results[sp.key()]; ok {
+		return r, false
+	}
+	r = probeKVM(ctx, sp, workDir)
+	if ctx.Err() == nil {
+		if kvmProbe.results == nil {
+			kvmProbe.results = map[probeSpec]ProbeResult{}
+		}
+		kvmProbe.results[sp.key()] = r
+	}
+	return r, true
+}
+
+// rememberTCG records that KVM failed for sp after all (the VM's own start).
+func rememberTCG(sp probeSpec, reason string) {
+	kvmProbe.mu.Lock()
+	defer kvmProbe.mu.Unlock()
+	if kvmProbe.results == nil {
+		kvmProbe.results = map[probeSpec]ProbeResult{}
+	}
+	kvmProbe.results[sp.key()] = ProbeResult{Accel: "tcg", Reason: reason}
+}
+
+// autoAccel picks the accelerator for sp, logging the choice once per
+// firmware set-up in one line.
+func autoAccel(ctx context.Context, sp probeSpec, workDir string, log io.Writer) string {
+	r, first := probeCached(ctx, sp, workDir)
 	if first && log != nil {
 		fmt.Fprintf(log, "vm: accelerator %s: %s (probe took %s)\n", r.Accel, r.Reason, r.Took.Round(10*time.Millisecond))
 	}
 	return r.Accel
 }
 
-func probeKVM(ctx context.Context, workDir string) ProbeResult {
+func probeKVM(ctx context.Context, sp probeSpec, workDir string) ProbeResult {
 	start := time.Now()
+	tcg := func(format string, args ...any) ProbeResult {
+		return ProbeResult{Accel: "tcg", Reason: fmt.Sprintf(format, args...), Took: time.Since(start)}
+	}
+	if err := ctx.Err(); err != nil {
+		return tcg("KVM probe cancelled (%v); using TCG (software emulation)", err)
+	}
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
-		return ProbeResult{Accel: "tcg", Reason: fmt.Sprintf("KVM not usable (%v); using TCG (software emulation)", err), Took: time.Since(start)}
+		return tcg("KVM not usable (%v); using TCG (software emulation)", err)
 	}
 	f.Close()
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		return ProbeResult{Accel: "tcg", Reason: "qemu-system-x86_64 not found", Took: time.Since(start)}
+		return tcg("qemu-system-x86_64 not found")
 	}
-	if err := probeBoot(ctx, qemu, workDir, "kvm", probeTimeout); err != nil {
-		return ProbeResult{Accel: "tcg", Reason: fmt.Sprintf("/dev/kvm exists but a KVM test guest failed (%v); using TCG (software emulation)", err), Took: time.Since(start)}
+	if err := probeBoot(ctx, qemu, workDir, sp, "kvm", probeTimeout); err != nil {
+		if ctx.Err() != nil {
+			return tcg("KVM probe cancelled (%v); using TCG (software emulation)", ctx.Err())
+		}
+		return tcg("/dev/kvm exists but KVM cannot run the %s (%v); using TCG (software emulation)", sp, err)
 	}
-	return ProbeResult{Accel: "kvm", Reason: "a KVM test guest booted and printed to its serial port", Took: time.Since(start)}
+	return ProbeResult{Accel: "kvm", Reason: fmt.Sprintf("a KVM test %s started its firmware", sp), Took: time.Since(start)}
 }
 
 // probeMarker is what the probe guest prints.
@@ -101,24 +180,40 @@ func probeSector() []byte {
 	return s
 }
 
-// probeBoot boots the probe sector with accel and waits for its line on the
-// serial port. QEMU is killed and its files removed on every path.
-func probeBoot(ctx context.Context, qemu, workDir, accel string, timeout time.Duration) error {
+// probeBoot boots a guest with sp's machine and firmware under accel and
+// waits until it shows it runs: the probe sector's line on the serial port
+// (BIOS), or OVMF's boot manager (UEFI, no disk: "BdsDxe:"). QEMU exiting or
+// reporting a KVM internal error fails at once. QEMU is killed and its files
+// removed on every path.
+func probeBoot(ctx context.Context, qemu, workDir string, sp probeSpec, accel string, timeout time.Duration) error {
 	dir, err := os.MkdirTemp(workDir, "vouch-probe-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	img := filepath.Join(dir, "probe.img")
-	if err := os.WriteFile(img, probeSector(), 0o600); err != nil {
-		return err
-	}
 	serial := filepath.Join(dir, "serial.log")
-	var stderr bytes.Buffer
-	cmd := exec.Command(qemu, "-nodefaults", "-no-user-config", "-machine", "pc",
-		"-accel", accel, "-m", "32", "-display", "none", "-no-reboot",
-		"-chardev", "file,id=s0,path="+qemuPath(serial), "-serial", "chardev:s0",
-		"-drive", "if=ide,format=raw,file="+qemuPath(img))
+	args := []string{"-nodefaults", "-no-user-config", "-m", "256", "-display", "none", "-no-reboot",
+		"-chardev", "file,id=s0,path=" + qemuPath(serial), "-serial", "chardev:s0"}
+	marker := []byte(probeMarker)
+	if sp.boot == UEFI {
+		vars := filepath.Join(dir, "vars.fd")
+		if err := copyFile(sp.vars, vars); err != nil {
+			return err
+		}
+		args = append(args, machineArgs(sp, accel, sp.code, vars)...)
+		marker = []byte("BdsDxe:")
+	} else {
+		img := filepath.Join(dir, "probe.img")
+		// A 1 MiB disk: SeaBIOS does not boot a one-sector virtio disk.
+		disk := append(probeSector(), make([]byte, 1<<20-512)...)
+		if err := os.WriteFile(img, disk, 0o600); err != nil {
+			return err
+		}
+		args = append(args, machineArgs(sp, accel, "", "")...)
+		args = append(args, "-drive", "if=none,id=d0,format=raw,file="+qemuPath(img), "-device", "virtio-blk-pci,drive=d0")
+	}
+	var stderr syncBuffer
+	cmd := exec.Command(qemu, args...)
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -140,13 +235,50 @@ func probeBoot(ctx context.Context, qemu, workDir, accel string, timeout time.Du
 			return ctx.Err()
 		case err := <-exited:
 			exited <- err // for the deferred wait
-			return fmt.Errorf("QEMU exited: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+			return fmt.Errorf("QEMU exited: %v: %s", err, firstLines(stderr.String()))
 		case <-deadline.C:
-			return fmt.Errorf("the guest printed nothing within %s", timeout)
+			return fmt.Errorf("the guest showed nothing within %s", timeout)
 		case <-tick.C:
-			if b, _ := os.ReadFile(serial); bytes.Contains(b, []byte(probeMarker)) {
+			if e := stderr.String(); strings.Contains(e, "KVM internal error") {
+				return fmt.Errorf("QEMU: %s", firstLines(e))
+			}
+			if b, _ := os.ReadFile(serial); bytes.Contains(b, marker) {
 				return nil
 			}
 		}
 	}
+}
+
+// firstLines is QEMU's stderr in one line, its warnings about CPU features
+// left out.
+func firstLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if l = strings.TrimSpace(l); l == "" || strings.Contains(l, "host doesn't support requested feature") {
+			continue
+		}
+		out = append(out, strings.TrimPrefix(l, "qemu-system-x86_64: "))
+		if len(out) == 2 {
+			break
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// syncBuffer is a bytes.Buffer safe for QEMU's stderr copier and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -275,34 +275,21 @@ func TestKilledVM(t *testing.T) {
 	})
 }
 
-// TestProbe: the probe guest prints under TCG (so a silent KVM guest means
-// KVM hangs, not a broken probe); then the host's KVM verdict, logged.
+// TestProbe: the probe guests show they run under TCG (so a silent KVM
+// guest means KVM cannot run it, not a broken probe); a silent guest is
+// caught at the deadline.
 func TestProbe(t *testing.T) {
 	needQEMU(t)
+	bios := probeSpec{boot: BIOS}
 	began := time.Now()
-	if err := probeBoot(context.Background(), "qemu-system-x86_64", t.TempDir(), "tcg", 20*time.Second); err != nil {
+	if err := probeBoot(context.Background(), "qemu-system-x86_64", t.TempDir(), bios, "tcg", 20*time.Second); err != nil {
 		t.Fatalf("probe guest under TCG: %v", err)
 	}
 	t.Logf("probe guest under TCG printed after %s", time.Since(began).Round(time.Millisecond))
 	// A guest that stays silent (here: not given the time to print) is
 	// detected at the probe's deadline and QEMU is killed.
 	wd := workDir(t)
-	if err := probeBoot(context.Background(), "qemu-system-x86_64", wd, "tcg", time.Millisecond); err == nil || !strings.Contains(err.Error(), "printed nothing") {
+	if err := probeBoot(context.Background(), "qemu-system-x86_64", wd, bios, "tcg", time.Millisecond); err == nil || !strings.Contains(err.Error(), "showed nothing") {
 		t.Errorf("silent probe guest: %v, want a timeout", err)
-	}
-	// KVM unavailable or unusable: an error, not a hang.
-	began = time.Now()
-	err := probeBoot(context.Background(), "qemu-system-x86_64", wd, "kvm", probeTimeout)
-	t.Logf("probe guest under KVM: %v after %s", err, time.Since(began).Round(time.Millisecond))
-	r := ProbeKVM(context.Background(), t.TempDir())
-	t.Logf("KVM probe: accel %s after %s: %s", r.Accel, r.Took.Round(time.Millisecond), r.Reason)
-	if r.Accel != "kvm" && r.Accel != "tcg" || r.Reason == "" {
-		t.Errorf("probe result %+v", r)
-	}
-	if r.Took > probeTimeout+5*time.Second {
-		t.Errorf("probe took %s, limit %s", r.Took, probeTimeout)
-	}
-	if again := ProbeKVM(context.Background(), t.TempDir()); again != r {
-		t.Errorf("second probe %+v differs from the first %+v (it must run once)", again, r)
 	}
 }

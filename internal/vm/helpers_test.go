@@ -24,6 +24,9 @@ func needTool(t testing.TB, name, pkg string) {
 
 func needQEMU(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots QEMU guests (not in -short)")
+	}
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	needTool(t, "qemu-img", "qemu-utils")
 	for _, f := range []string{"OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd", "OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"} {

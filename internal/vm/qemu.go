@@ -10,17 +10,9 @@ import (
 // qemuArgs is QEMU's command line for the VM. Everything QEMU creates goes into
 // dir; nothing is displayed and nothing reads stdin.
 func qemuArgs(cfg Config, accel, dir, code, vars, overlay, seed string, port int) []string {
-	machine := "q35"
-	if cfg.Firmware.Boot == UEFI && cfg.Firmware.SecureBoot {
-		// Secure Boot OVMF keeps its variables behind SMM so the OS cannot
-		// write them directly (OvmfPkg/README "SMM support"): q35 with SMM and
-		// the flash's secure property on.
-		machine += ",smm=on"
-	}
 	args := []string{
 		"-name", "vouch-vm",
 		"-nodefaults", "-no-user-config",
-		"-machine", machine,
 		"-m", fmt.Sprint(cfg.MemoryMiB),
 		"-smp", fmt.Sprint(cfg.CPUs),
 		"-display", "none",
@@ -32,20 +24,8 @@ func qemuArgs(cfg Config, accel, dir, code, vars, overlay, seed string, port int
 		"-chardev", "file,id=serial0,path=" + qemuPath(filepath.Join(dir, "serial.log")),
 		"-serial", "chardev:serial0",
 	}
-	if accel == "kvm" {
-		args = append(args, "-accel", "kvm", "-cpu", "host")
-	} else {
-		args = append(args, "-accel", "tcg")
-	}
-	if cfg.Firmware.Boot == UEFI {
-		if cfg.Firmware.SecureBoot {
-			args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
-		}
-		args = append(args,
-			"-global", "ICH9-LPC.disable_s3=1",
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+qemuPath(code),
-			"-drive", "if=pflash,format=raw,unit=1,file="+qemuPath(vars))
-	}
+	sp := probeSpec{boot: cfg.Firmware.Boot, secureBoot: cfg.Firmware.SecureBoot && cfg.Firmware.Boot == UEFI}
+	args = append(args, machineArgs(sp, accel, code, vars)...)
 	// The overlay takes every write; cache=unsafe because it is thrown away
 	// (no flushes to wait for).
 	args = append(args,
@@ -72,6 +52,35 @@ func qemuArgs(cfg Config, accel, dir, code, vars, overlay, seed string, port int
 		for _, knob := range []string{"IPv4PXESupport", "IPv6PXESupport", "IPv4Support", "IPv6Support"} {
 			args = append(args, "-fw_cfg", "name=opt/org.tianocore/"+knob+",string=no")
 		}
+	}
+	return args
+}
+
+// machineArgs are the machine, accelerator and firmware options, shared by
+// the VM and the accelerator probe so that the probe proves what the VM
+// needs.
+func machineArgs(sp probeSpec, accel, code, vars string) []string {
+	machine := "q35"
+	if sp.boot == UEFI && sp.secureBoot {
+		// Secure Boot OVMF keeps its variables behind SMM so the OS cannot
+		// write them directly (OvmfPkg/README "SMM support"): q35 with SMM and
+		// the flash's secure property on.
+		machine += ",smm=on"
+	}
+	args := []string{"-machine", machine}
+	if accel == "kvm" {
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else {
+		args = append(args, "-accel", "tcg")
+	}
+	if sp.boot == UEFI {
+		if sp.secureBoot {
+			args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
+		args = append(args,
+			"-global", "ICH9-LPC.disable_s3=1",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+qemuPath(code),
+			"-drive", "if=pflash,format=raw,unit=1,file="+qemuPath(vars))
 	}
 	return args
 }

@@ -10,10 +10,18 @@
 // and Config.Timeout kill the VM; QEMU gets SIGKILL if the process that started
 // it dies (Pdeathsig).
 //
-// KVM is used when it works. On some hosts /dev/kvm exists but guests hang under
-// it, so "auto" first boots a one-sector guest that must print to the serial
-// port within a few seconds, once per process, and falls back to TCG (software
-// emulation) saying why.
+// KVM is used when it works for the VM at hand. On some hosts /dev/kvm exists
+// but guests hang under it, or KVM boots a plain guest but not OVMF (nested
+// virtualization: no SMM for the Secure Boot build, an emulation failure for
+// the plain one). So "auto" first boots a probe guest with the real VM's
+// machine options and firmware code (q35, SMM for Secure Boot, -cpu host) that
+// must reach the firmware's boot manager (BIOS: print from its boot sector)
+// within a few seconds, once per firmware set-up and process, and falls back to
+// TCG (software emulation) saying why in one line; a KVM start that still fails
+// falls back the same way. A probe cut short by its context is not remembered.
+//
+// At most DefaultGuestSlots guests run at once machine-wide (AcquireSlot: flock
+// on slot files under SlotDir), whichever process starts them.
 package vm
 
 import (
@@ -28,8 +36,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/vouch-dev/vouch/internal/container"
 )
 
 // Boot is how the VM boots.
@@ -147,6 +153,7 @@ type Machine struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	slot      *Slot // the machine-wide guest budget, released by Close
 }
 
 func (cfg *Config) logf(format string, args ...any) {
@@ -201,16 +208,30 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: "start", Reason: "cancelled", Err: err}
 	}
+	// The machine-wide guest budget: the slot is held until Close (or this
+	// function fails), and covers the accelerator probe too.
+	slot, err := acquireSlot(ctx, func(n int, dir string) {
+		cfg.logf("waiting for one of the %d QEMU guest slots of this machine (%s; VOUCH_QEMU_SLOTS changes the count)", n, dir)
+	})
+	if err != nil {
+		return nil, &Error{Op: "start", Reason: "no QEMU guest slot", Err: err}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			slot.Release()
+		}
+	}()
+	sp := probeSpec{boot: cfg.Firmware.Boot, secureBoot: cfg.Firmware.SecureBoot && cfg.Firmware.Boot == UEFI, code: code, vars: vars}
 	accel := cfg.Accel
 	if accel == "auto" {
-		accel = autoAccel(ctx, cfg.WorkDir, cfg.Log)
+		accel = autoAccel(ctx, sp, cfg.WorkDir, cfg.Log)
 	}
 
 	dir, err := os.MkdirTemp(cfg.WorkDir, "vouch-vm-")
 	if err != nil {
 		return nil, &Error{Op: "start", Reason: "cannot create the VM's temporary directory", Err: err}
 	}
-	ok := false
 	defer func() {
 		if !ok {
 			os.RemoveAll(dir)
@@ -258,10 +279,29 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		m, err := launch(ctx, cfg, qemu, args, dir, accel, port, sd)
 		if err == nil {
 			ok = true
+			m.slot = slot
 			return m, nil
 		}
 		var pe *portError
 		if !errors.As(err, &pe) {
+			if cfg.Accel == "auto" && accel == "kvm" && ctx.Err() == nil {
+				// KVM passed the probe but QEMU could not start the VM
+				// with it: software emulation, said in one line.
+				reason := fmt.Sprintf("KVM passed the probe but QEMU failed to start the VM with it (%v); using TCG (software emulation)", err)
+				if cfg.Log != nil {
+					fmt.Fprintf(cfg.Log, "vm: accelerator tcg: %s\n", reason)
+				}
+				rememberTCG(sp, reason)
+				accel = "tcg"
+				if cfg.Firmware.Boot == UEFI {
+					os.Remove(varsCopy)
+					if err := copyFile(vars, varsCopy); err != nil {
+						return nil, &Error{Op: "firmware", Reason: "copy the variable store " + vars, Err: err}
+					}
+				}
+				attempt--
+				continue
+			}
 			return nil, err
 		}
 		if cfg.SSHPort != 0 || attempt == attempts {
@@ -528,136 +568,7 @@ func (m *Machine) Close() error {
 		if err := os.RemoveAll(m.dir); err != nil {
 			m.closeErr = &Error{Op: "close", Reason: "remove " + m.dir, Err: err}
 		}
+		m.slot.Release()
 	})
 	return m.closeErr
-}
-
-// imageFormat returns the image's absolute path and its QEMU format name,
-// detected from the content (internal/container), never from the file name.
-func imageFormat(path string) (string, string, error) {
-	if path == "" {
-		return "", "", &Error{Op: "image", Reason: "no image given"}
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", "", &Error{Op: "image", Reason: path, Err: err}
-	}
-	f, err := os.Open(abs)
-	if err != nil {
-		return "", "", &Error{Op: "image", Reason: "cannot open " + path, Err: err}
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", "", &Error{Op: "image", Reason: "cannot stat " + path, Err: err}
-	}
-	if st.IsDir() {
-		return "", "", &Error{Op: "image", Reason: path + " is a directory, not a disk image"}
-	}
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return "", "", &Error{Op: "image", Reason: "cannot read " + path, Err: err}
-	}
-	fmtName, err := container.Detect(f, size)
-	if err != nil {
-		return "", "", &Error{Op: "image", Reason: path, Err: err}
-	}
-	switch fmtName {
-	case container.FormatRaw:
-		return abs, "raw", nil
-	case container.FormatQCOW2:
-		return abs, "qcow2", nil
-	case container.FormatVHDFixed, container.FormatVHDDynamic:
-		return abs, "vpc", nil
-	case container.FormatVHDX:
-		return abs, "vhdx", nil
-	}
-	return "", "", &Error{Op: "image", Reason: fmt.Sprintf("%s: format %s cannot be booted", path, fmtName)}
-}
-
-// firmwareFiles returns the firmware code and variable-store template.
-func firmwareFiles(fw Firmware) (code, vars string, err error) {
-	if fw.Boot == BIOS {
-		if fw.SecureBoot {
-			return "", "", &Error{Op: "firmware", Reason: "Secure Boot needs UEFI firmware, not BIOS"}
-		}
-		return "", "", nil
-	}
-	if fw.Boot != UEFI {
-		return "", "", &Error{Op: "firmware", Reason: fmt.Sprintf("unknown boot mode %d", fw.Boot)}
-	}
-	code, vars = fw.Code, fw.Vars
-	if code == "" {
-		code = filepath.Join(OVMFDir, "OVMF_CODE_4M.fd")
-		if fw.SecureBoot {
-			code = filepath.Join(OVMFDir, "OVMF_CODE_4M.secboot.fd")
-		}
-	}
-	if vars == "" {
-		vars = filepath.Join(OVMFDir, "OVMF_VARS_4M.fd")
-		if fw.SecureBoot {
-			vars = filepath.Join(OVMFDir, "OVMF_VARS_4M.ms.fd")
-		}
-	}
-	for _, f := range []string{code, vars} {
-		st, err := os.Stat(f)
-		if err != nil {
-			hint := ""
-			if strings.HasPrefix(f, OVMFDir) {
-				hint = " (install the Debian package ovmf)"
-			}
-			return "", "", &Error{Op: "firmware", Reason: "missing firmware file " + f + hint, Err: err}
-		}
-		if !st.Mode().IsRegular() || st.Size() == 0 {
-			return "", "", &Error{Op: "firmware", Reason: f + " is not a firmware image (not a regular, non-empty file)"}
-		}
-	}
-	cs, _ := os.Stat(code)
-	vs, _ := os.Stat(vars)
-	if sum := cs.Size() + vs.Size(); sum != 4<<20 && sum != 2<<20 {
-		// OVMF's flash device is 4 MiB (FD_SIZE_4MB: 3.5 MiB code + 528 KiB
-		// vars) or 2 MiB (1.875 MiB + 128 KiB): the two pflash units must add
-		// up to it, or the firmware finds no variable store where it expects.
-		return "", "", &Error{Op: "firmware", Reason: fmt.Sprintf("variable store %s (%d bytes) does not fit firmware %s (%d bytes)", vars, vs.Size(), code, cs.Size())}
-	}
-	return code, vars, nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-// readTail returns the last n lines of a small text file, joined by "; ".
-func readTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.TrimSpace(strings.Join(lines, "; "))
-}
-
-func firstLine(text, sub string) string {
-	for _, l := range strings.Split(text, "; ") {
-		if strings.Contains(l, sub) {
-			return strings.TrimSpace(l)
-		}
-	}
-	return text
 }

@@ -1,0 +1,24 @@
+package store_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/vouch-dev/vouch/internal/pgtest"
+	"github.com/vouch-dev/vouch/internal/store"
+	"github.com/vouch-dev/vouch/internal/store/storetest"
+)
+
+func TestJobsSQLite(t *testing.T) {
+	storetest.RunJobs(t, func(t *testing.T) store.Store {
+		return mustOpen(t, filepath.Join(t.TempDir(), "vouch.db"))
+	})
+}
+
+func TestJobsPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server")
+	}
+	c := pgtest.Start(t)
+	storetest.RunJobs(t, func(t *testing.T) store.Store { return mustOpen(t, c.NewDatabase(t)) })
+}

@@ -1,0 +1,293 @@
+// Package storetest is the conformance suite every store driver passes (as
+// riverqueue/river's riverdrivertest is for its drivers): the same calls, the
+// same answers, on SQLite and on PostgreSQL.
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vouch-dev/vouch/internal/store"
+)
+
+// Open returns a new, empty, migrated store for one subtest.
+type Open func(t *testing.T) store.Store
+
+func digest(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func hash(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+func enroll(t *testing.T, s store.Store, id, name string) {
+	t.Helper()
+	err := s.Enroll(context.Background(), store.Host{ID: id, Hostname: name, EnrolledAt: t0},
+		store.Token{Hash: hash("cred-" + id), CreatedAt: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func report(id string, n int, fw, chain string, dims map[string]string) store.Report {
+	return store.Report{HostID: id, Hostname: "host-" + id, Digest: fmt.Sprintf("r-%s-%d", id, n),
+		ReceivedAt: t0.Add(time.Duration(n) * time.Minute), FirmwareState: fw, BootChain: chain, Dims: dims,
+		Facts: []byte(fmt.Sprintf(`{"n":%d}`, n))}
+}
+
+// Run runs the suite.
+func Run(t *testing.T, open Open) {
+	ctx := context.Background()
+	t.Run("Migrate twice", func(t *testing.T) {
+		// Open already migrated; the driver's migrate must be idempotent,
+		// which the second Open of the same database in each driver's own
+		// test checks. Here: the schema answers.
+		s := open(t)
+		if _, err := s.Hosts(ctx, store.Filter{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("Tokens", func(t *testing.T) {
+		s := open(t)
+		tok := store.Token{Hash: hash("secret"), Role: store.RoleReader, Note: "ops", CreatedAt: t0}
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateToken(ctx, tok); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("duplicate token: %v, want ErrExists", err)
+		}
+		got, err := s.Token(ctx, hash("secret"))
+		if err != nil || got.Role != store.RoleReader || got.Note != "ops" || !got.CreatedAt.Equal(t0) {
+			t.Fatalf("Token = %+v, %v", got, err)
+		}
+		if _, err := s.Token(ctx, hash("other")); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown token: %v", err)
+		}
+	})
+	t.Run("Enroll", func(t *testing.T) {
+		s := open(t)
+		enroll(t, s, "h1", "alpha")
+		tok, err := s.Token(ctx, hash("cred-h1"))
+		if err != nil || tok.Role != store.RoleHost || tok.HostID != "h1" {
+			t.Fatalf("credential = %+v, %v", tok, err)
+		}
+		// A second host with the same ID: nothing of it is stored.
+		err = s.Enroll(ctx, store.Host{ID: "h1", Hostname: "beta", EnrolledAt: t0}, store.Token{Hash: hash("cred-x"), CreatedAt: t0})
+		if !errors.Is(err, store.ErrExists) {
+			t.Fatalf("duplicate host: %v", err)
+		}
+		if _, err := s.Token(ctx, hash("cred-x")); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("half an enrolment was stored: %v", err)
+		}
+		h, err := s.Host(ctx, "h1")
+		if err != nil || h.Hostname != "alpha" || !h.LastSeen.IsZero() || h.ReportDigest != "" {
+			t.Fatalf("Host = %+v, %v", h, err)
+		}
+	})
+	t.Run("Blobs", func(t *testing.T) {
+		s := open(t)
+		a, b := []byte("db contents"), []byte("dbx contents")
+		if err := s.PutBlob(ctx, store.Blob{Digest: digest(a), Kind: "var", Data: a}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutBlob(ctx, store.Blob{Digest: digest(a), Kind: "var", Data: a}); err != nil {
+			t.Fatalf("storing a blob twice: %v", err)
+		}
+		miss, err := s.MissingBlobs(ctx, []string{digest(a), digest(b), digest(b)})
+		if err != nil || !reflect.DeepEqual(miss, []string{digest(b)}) {
+			t.Fatalf("MissingBlobs = %v, %v", miss, err)
+		}
+		got, err := s.Blob(ctx, digest(a))
+		if err != nil || string(got.Data) != string(a) || got.Kind != "var" {
+			t.Fatalf("Blob = %+v, %v", got, err)
+		}
+		if _, err := s.Blob(ctx, digest(b)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing blob: %v", err)
+		}
+		// Many digests at once (past one query's chunk).
+		var many []string
+		for i := 0; i < 1200; i++ {
+			many = append(many, digest([]byte(fmt.Sprint(i))))
+		}
+		miss, err = s.MissingBlobs(ctx, many)
+		if err != nil || len(miss) != 1200 {
+			t.Fatalf("MissingBlobs(1200) = %d, %v", len(miss), err)
+		}
+	})
+	t.Run("Reports", func(t *testing.T) {
+		s := open(t)
+		enroll(t, s, "h1", "alpha")
+		fwDoc := []byte(`{"vars":[]}`)
+		r := report("h1", 1, digest(fwDoc), "chain-a", map[string]string{store.DimPlatform: "qemu", store.DimRelease: "debian-12"})
+		r.Blobs = []store.Blob{{Digest: digest(fwDoc), Kind: "firmware-state", Data: fwDoc}}
+		r.Needs = []string{digest([]byte("shim"))}
+		r.PCR7Sealed = true
+		var mb *store.MissingBlobsError
+		if err := s.PutReport(ctx, r); !errors.As(err, &mb) || len(mb.Digests) != 1 {
+			t.Fatalf("report naming a missing blob: %v", err)
+		}
+		// Nothing of it was stored: not the host row, not its blobs.
+		if h, _ := s.Host(ctx, "h1"); h.ReportDigest != "" {
+			t.Fatalf("half a report stored: %+v", h)
+		}
+		if miss, _ := s.MissingBlobs(ctx, []string{digest(fwDoc)}); len(miss) != 1 {
+			t.Fatal("the report's blobs were stored although the report was refused")
+		}
+		if err := s.PutBlob(ctx, store.Blob{Digest: digest([]byte("shim")), Kind: "efi", Data: []byte("shim")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutReport(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.Host(ctx, "h1")
+		if err != nil || h.ReportDigest != "r-h1-1" || h.FirmwareState != digest(fwDoc) || h.Dims[store.DimPlatform] != "qemu" ||
+			!h.PCR7Sealed || string(h.Facts) != `{"n":1}` || !h.LastSeen.Equal(r.ReceivedAt) {
+			t.Fatalf("Host = %+v, %v", h, err)
+		}
+		if err := s.PutReport(ctx, report("nobody", 1, "f", "c", nil)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("report for an unknown host: %v", err)
+		}
+		// Same report again: no new history; a changed one: history grows.
+		if err := s.PutReport(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutReport(ctx, report("h1", 2, "fw-b", "chain-a", nil)); err != nil {
+			t.Fatal(err)
+		}
+		hist, err := s.History(ctx, "h1", 10)
+		if err != nil || len(hist) != 2 || hist[0].Digest != "r-h1-2" || hist[1].Digest != "r-h1-1" {
+			t.Fatalf("History = %+v, %v", hist, err)
+		}
+		// Heartbeats.
+		if err := s.Seen(ctx, "h1", "r-h1-2", t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := s.Host(ctx, "h1"); !h.LastSeen.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("Seen did not move last_seen: %v", h.LastSeen)
+		}
+		if err := s.Seen(ctx, "h1", "r-h1-1", t0); !errors.Is(err, store.ErrStale) {
+			t.Fatalf("stale heartbeat: %v", err)
+		}
+		if err := s.Seen(ctx, "nobody", "x", t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("heartbeat of an unknown host: %v", err)
+		}
+	})
+	t.Run("HostsAndGroups", func(t *testing.T) {
+		s := open(t)
+		plat := []string{"qemu", "qemu", "azure", "aws", "azure"}
+		for i, p := range plat {
+			id := fmt.Sprintf("h%d", i)
+			enroll(t, s, id, "name-"+id)
+			if i == 4 {
+				continue // enrolled, never reported
+			}
+			r := report(id, i, "fw"+fmt.Sprint(i%2), "c", map[string]string{store.DimPlatform: p, store.DimModel: "m"})
+			r.PCR7Sealed = i == 0
+			if err := s.PutReport(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := s.Hosts(ctx, store.Filter{})
+		if err != nil || len(all) != 5 || all[0].ID != "h0" || all[4].ID != "h4" {
+			t.Fatalf("Hosts = %d, %v", len(all), err)
+		}
+		page, _ := s.Hosts(ctx, store.Filter{After: "h1", Limit: 2})
+		if len(page) != 2 || page[0].ID != "h2" {
+			t.Fatalf("page = %+v", page)
+		}
+		q, _ := s.Hosts(ctx, store.Filter{Dims: map[string]string{store.DimPlatform: "qemu"}})
+		if len(q) != 2 {
+			t.Fatalf("qemu hosts = %d", len(q))
+		}
+		st, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{FirmwareState: "fw1", BootChain: "c"}}})
+		if len(st) != 2 || st[0].ID != "h1" || st[1].ID != "h3" {
+			t.Fatalf("state hosts = %+v", st)
+		}
+		rec, _ := s.Hosts(ctx, store.Filter{Recent: true, Limit: 1, Reported: true})
+		if len(rec) != 1 || rec[0].ID != "h3" {
+			t.Fatalf("most recent = %+v", rec)
+		}
+		since, _ := s.Hosts(ctx, store.Filter{SeenSince: t0.Add(2 * time.Minute)})
+		if len(since) != 2 {
+			t.Fatalf("seen since = %d", len(since))
+		}
+		byName, _ := s.Hosts(ctx, store.Filter{Hostname: "h2"})
+		if len(byName) != 1 {
+			t.Fatalf("by hostname = %d", len(byName))
+		}
+		if _, err := s.Hosts(ctx, store.Filter{Dims: map[string]string{"nope": "x"}}); err == nil {
+			t.Fatal("unknown dimension accepted")
+		}
+		top, err := s.RecentByGroup(ctx, []string{store.DimPlatform}, store.Filter{Reported: true}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, h := range top {
+			ids = append(ids, h.ID)
+		}
+		if strings.Join(ids, ",") != "h3,h2,h1" { // aws h3, azure h2, qemu h1 (newer than h0)
+			t.Fatalf("RecentByGroup = %v", ids)
+		}
+		if top, _ := s.RecentByGroup(ctx, []string{store.DimPlatform}, store.Filter{Reported: true}, 2); len(top) != 4 {
+			t.Fatalf("RecentByGroup(2) = %d hosts", len(top))
+		}
+		g, err := s.Groups(ctx, []string{store.DimPlatform}, store.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []store.Group{
+			{Values: []string{"aws"}, State: store.StatePair{FirmwareState: "fw1", BootChain: "c"}, Hosts: 1},
+			{Values: []string{"azure"}, State: store.StatePair{FirmwareState: "fw0", BootChain: "c"}, Hosts: 1},
+			{Values: []string{"qemu"}, State: store.StatePair{FirmwareState: "fw0", BootChain: "c"}, Hosts: 1, PCR7Sealed: 1},
+			{Values: []string{"qemu"}, State: store.StatePair{FirmwareState: "fw1", BootChain: "c"}, Hosts: 1},
+		}
+		if !reflect.DeepEqual(g, want) {
+			t.Fatalf("Groups = %+v\nwant %+v", g, want)
+		}
+		g, _ = s.Groups(ctx, nil, store.Filter{})
+		if len(g) != 2 || g[0].Hosts+g[1].Hosts != 4 {
+			t.Fatalf("Groups() = %+v", g)
+		}
+	})
+	t.Run("ConcurrentReports", func(t *testing.T) {
+		// Many hosts writing at once: every report lands, none mixed.
+		s := open(t)
+		const n = 40
+		for i := 0; i < n; i++ {
+			enroll(t, s, fmt.Sprintf("c%02d", i), "x")
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, n*3)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				id := fmt.Sprintf("c%02d", i)
+				for k := 1; k <= 3; k++ {
+					if err := s.PutReport(ctx, report(id, k, "fw-"+id, "chain-"+id, nil)); err != nil {
+						errs <- err
+					}
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		hosts, _ := s.Hosts(ctx, store.Filter{WithFacts: true})
+		for _, h := range hosts {
+			if h.ReportDigest != "r-"+h.ID+"-3" || h.FirmwareState != "fw-"+h.ID || string(h.Facts) != `{"n":3}` {
+				t.Fatalf("host %s = %+v", h.ID, h)
+			}
+		}
+	})
+}
