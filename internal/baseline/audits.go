@@ -402,7 +402,9 @@ type treeEntry struct {
 	Path     string
 	Mode     fs.FileMode
 	UID, GID uint32
-	OwnerOK  bool
+	// OwnerErr says why UID and GID are unknown: the entry's inode or its
+	// directory could not be read.
+	OwnerErr error
 }
 
 // tree walks the whole root once: every entry's mode and owner.
@@ -414,6 +416,9 @@ func (s *State) tree() ([]treeEntry, error) {
 				if p == "." {
 					return err
 				}
+				// An unreadable directory or inode: what is below it is
+				// unknown, which the owner audit reports.
+				out = append(out, treeEntry{Path: p, OwnerErr: err})
 				return nil
 			}
 			if d.IsDir() && skipTree[p] {
@@ -424,10 +429,11 @@ func (s *State) tree() ([]treeEntry, error) {
 			}
 			info, err := d.Info()
 			if err != nil {
+				out = append(out, treeEntry{Path: p, OwnerErr: err})
 				return nil
 			}
 			e := treeEntry{Path: p, Mode: info.Mode()}
-			e.UID, e.GID, e.OwnerOK = owner(info)
+			e.UID, e.GID, e.OwnerErr = owner(info)
 			out = append(out, e)
 			return nil
 		})
@@ -489,14 +495,18 @@ func unowned(s *State) check.Result {
 	for _, e := range gr {
 		groups[uint32(e.GID)] = true
 	}
-	var bad []string
+	var bad, unknown []string
 	for _, e := range t {
-		if !e.OwnerOK {
-			return errorf("baseline: cannot read file owners from this file system")
+		if e.OwnerErr != nil {
+			unknown = append(unknown, fmt.Sprintf("/%s: %v", e.Path, e.OwnerErr))
+			continue
 		}
 		if !users[e.UID] || !groups[e.GID] {
 			bad = append(bad, fmt.Sprintf("/%s %d:%d", e.Path, e.UID, e.GID))
 		}
+	}
+	if len(unknown) > 0 {
+		return errorf("baseline: cannot read the owner of %d entries: %s", len(unknown), strings.Join(unknown[:min(len(unknown), 5)], "; "))
 	}
 	if len(bad) > 0 {
 		return fail(fmt.Sprintf("%d files owned by a user or group that does not exist", len(bad)), bad...)

@@ -68,9 +68,9 @@ func (s *State) auditMode(name string, max fs.FileMode, owner string, groups []s
 		bad = append(bad, fmt.Sprintf("mode %04o, want %04o or stricter", mode, unixMode(max)))
 	}
 	if owner != "" || len(groups) > 0 {
-		uid, gid, ok := owner3(info)
-		if !ok {
-			return errorf("baseline: cannot read the owner of /%s from this file system", name)
+		uid, gid, err := fileOwner(info)
+		if err != nil {
+			return errorf("baseline: cannot read the owner of /%s: %v", name, err)
 		}
 		un, gn := s.userName(uid), s.groupName(gid)
 		ev = append(ev, fmt.Sprintf("owner %s (%d), group %s (%d)", un, uid, gn, gid))
@@ -87,7 +87,8 @@ func (s *State) auditMode(name string, max fs.FileMode, owner string, groups []s
 	return pass("/"+name+" "+strings.Join(ev[1:], ", ")+fmt.Sprintf(" mode %04o", mode), ev...)
 }
 
-func owner3(info fs.FileInfo) (uint32, uint32, bool) { return owner(info) }
+// fileOwner is owner under a name that auditMode's owner parameter does not hide.
+var fileOwner = owner
 
 func unixMode(m fs.FileMode) uint32 {
 	v := uint32(m.Perm())

@@ -237,7 +237,11 @@ func rootPath(s *State) check.Result {
 		if info.Mode().Perm()&0o022 != 0 {
 			bad = append(bad, fmt.Sprintf("%s is group or world writable (%04o)", d, info.Mode().Perm()))
 		}
-		if uid, _, ok := owner(info); ok && uid != 0 {
+		uid, _, err := owner(info)
+		if err != nil {
+			return errorf("baseline: cannot read the owner of %s: %v", d, err)
+		}
+		if uid != 0 {
 			bad = append(bad, fmt.Sprintf("%s is owned by uid %d", d, uid))
 		}
 	}
@@ -445,7 +449,11 @@ func homeDirs(s *State) check.Result {
 			continue
 		}
 		ev = append(ev, fmt.Sprintf("%s: %s %04o", u.Name, u.Home, info.Mode().Perm()))
-		if uid, _, ok := owner(info); ok && int(uid) != u.UID {
+		uid, _, err := owner(info)
+		if err != nil {
+			return errorf("baseline: cannot read the owner of %s: %v", u.Home, err)
+		}
+		if int(uid) != u.UID {
 			bad = append(bad, fmt.Sprintf("%s: %s is owned by uid %d", u.Name, u.Home, uid))
 		}
 		if info.Mode().Perm()&0o027 != 0 {

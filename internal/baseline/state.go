@@ -7,11 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"path"
-	"reflect"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"unicode/utf8"
 
 	"github.com/vouch-dev/vouch/internal/check"
@@ -178,48 +176,14 @@ func (s *State) OS() *osDesc {
 	return o
 }
 
-// owner returns the uid and gid of a file, from the directory reader's stat
-// or from the image readers' inodes.
-func owner(info fs.FileInfo) (uid, gid uint32, ok bool) {
-	if st, isStat := info.Sys().(*syscall.Stat_t); isStat {
-		return st.Uid, st.Gid, true
+// owner returns the uid and gid of a file from the metadata every rootfs
+// backend (directory, live host, ext2/3/4, XFS, FAT) gives its files. An error
+// means the owner is unknown: callers report it as an error naming the file,
+// never as a pass.
+func owner(info fs.FileInfo) (uid, gid uint32, err error) {
+	m, err := rootfs.MetaOf(info)
+	if err != nil {
+		return 0, 0, err
 	}
-	// The ext4 and XFS readers keep the inode unexported and return nil from
-	// Sys; read the owner fields without modifying anything.
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
-	v := reflect.Indirect(reflect.ValueOf(info))
-	if v.Kind() != reflect.Struct {
-		return 0, 0, false
-	}
-	in := v.FieldByName("inode")
-	if !in.IsValid() {
-		return 0, 0, false
-	}
-	in = reflect.Indirect(in)
-	if in.Kind() != reflect.Struct {
-		return 0, 0, false
-	}
-	if u := in.FieldByName("UID"); u.IsValid() { // ext4
-		hi := in.FieldByName("UIDHigh")
-		ghi := in.FieldByName("GIDHigh")
-		uid = uint32(u.Uint())
-		gid = uint32(in.FieldByName("GID").Uint())
-		if hi.IsValid() && ghi.IsValid() {
-			uid |= uint32(hi.Uint()) << 16
-			gid |= uint32(ghi.Uint()) << 16
-		}
-		return uid, gid, true
-	}
-	core := reflect.Indirect(in.FieldByName("inodeCore")) // xfs
-	if core.IsValid() && core.Kind() == reflect.Struct {
-		u, g := core.FieldByName("UID"), core.FieldByName("GID")
-		if u.IsValid() && g.IsValid() {
-			return uint32(u.Uint()), uint32(g.Uint()), true
-		}
-	}
-	return 0, 0, false
+	return m.UID, m.GID, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+
+	"github.com/vouch-dev/vouch/internal/rootfs"
 )
 
 // Directory entry attributes (fatgen103, "FAT Directory Structure").
@@ -55,7 +57,6 @@ func (e *entry) IsDir() bool                { return e.isDir() }
 func (e *entry) Type() fs.FileMode          { return e.Mode().Type() }
 func (e *entry) Info() (fs.FileInfo, error) { return e, nil }
 func (e *entry) ModTime() time.Time         { return e.mtime }
-func (e *entry) Sys() any                   { return nil }
 func (e *entry) String() string             { return fs.FormatDirEntry(e) }
 
 func (e *entry) Size() int64 {
@@ -63,6 +64,16 @@ func (e *entry) Size() int64 {
 		return 0
 	}
 	return int64(e.size)
+}
+
+// Sys is the entry's *rootfs.Meta: FAT has no owners (Linux mounts it as
+// root unless told otherwise), no inode numbers, no link counts and no
+// change time; the mode is what Mode derives from the attributes.
+func (e *entry) Sys() any {
+	return &rootfs.Meta{
+		Mode: e.Mode(), Size: e.Size(),
+		ModTime: e.mtime, ChangeTime: e.mtime, AccessTime: e.mtime,
+	}
 }
 
 func (e *entry) Mode() fs.FileMode {

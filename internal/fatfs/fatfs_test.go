@@ -18,6 +18,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/vouch-dev/vouch/internal/rootfs"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
@@ -92,6 +93,12 @@ func checkTree(t *testing.T, fsys *FS, img *builtImage) {
 		info, err := d.Info()
 		if err != nil {
 			return err
+		}
+		// FAT has no owners: the metadata contract says root, the mode
+		// Mode gives, and the modification time for every time.
+		if m, err := rootfs.MetaOf(info); err != nil || m.UID != 0 || m.GID != 0 || m.Mode != info.Mode() ||
+			m.Size != info.Size() || !m.ModTime.Equal(info.ModTime()) || !m.ChangeTime.Equal(m.ModTime) {
+			t.Errorf("%s: metadata %+v, %v", p, m, err)
 		}
 		if d.IsDir() {
 			seenDirs = append(seenDirs, p)

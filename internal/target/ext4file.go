@@ -1,7 +1,6 @@
 package target
 
 import (
-	"fmt"
 	"io"
 	"io/fs"
 	"time"
@@ -23,62 +22,18 @@ func (f *ext4File) Stat() (fs.FileInfo, error) { return &ext4Info{name: f.name, 
 func (f *ext4File) Close() error               { return nil }
 
 func (f *ext4File) Read(p []byte) (int, error) {
-	size := f.in.size
-	if f.off >= size {
-		return 0, io.EOF
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if int64(len(p)) > size-f.off {
-		p = p[:size-f.off]
-	}
 	if f.inline != nil {
+		if f.off >= f.in.size {
+			return 0, io.EOF
+		}
 		n := copy(p, f.inline[f.off:])
 		f.off += int64(n)
 		return n, nil
 	}
-	bs := f.fs.blockSize
-	blk := uint64(f.off / bs)
-	// Find the run holding blk, or the next one after it (a hole before it).
-	for f.next > 0 && f.runs[f.next-1].logical+f.runs[f.next-1].n > blk {
-		f.next--
-	}
-	for f.next < len(f.runs) && f.runs[f.next].logical+f.runs[f.next].n <= blk {
-		f.next++
-	}
-	if f.next == len(f.runs) || f.runs[f.next].logical > blk {
-		// A hole: zeros up to the next run or the end.
-		end := size
-		if f.next < len(f.runs) {
-			end = min(end, int64(f.runs[f.next].logical)*bs)
-		}
-		n := int(min(int64(len(p)), end-f.off))
-		clear(p[:n])
-		f.off += int64(n)
-		return n, nil
-	}
-	r := f.runs[f.next]
-	within := f.off - int64(r.logical)*bs
-	avail := int64(r.n)*bs - within
-	n := int(min(int64(len(p)), avail))
-	if r.zero {
-		clear(p[:n])
-	} else {
-		m, err := f.fs.data.ReadAt(p[:n], int64(r.phys)*bs+within)
-		if m < n {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			f.off += int64(m)
-			return m, fmt.Errorf("inode %d: %w", f.in.ino, err)
-		}
-	}
-	f.off += int64(n)
-	return n, nil
+	return readRuns(f.fs.data, f.fs.blockSize, f.runs, f.in.size, uint64(f.in.ino), &f.off, &f.next, p)
 }
 
-// ext4Info is an inode's fs.FileInfo.
+// ext4Info is an inode's fs.FileInfo; Sys is its *rootfs.Meta.
 type ext4Info struct {
 	name string
 	in   *ext4Inode
@@ -86,25 +41,28 @@ type ext4Info struct {
 
 func (i *ext4Info) Name() string       { return i.name }
 func (i *ext4Info) Size() int64        { return i.in.size }
-func (i *ext4Info) ModTime() time.Time { return time.Unix(i.in.mtime, 0) }
+func (i *ext4Info) ModTime() time.Time { return i.in.meta.ModTime }
 func (i *ext4Info) IsDir() bool        { return i.in.mode&0xF000 == 0x4000 }
-func (i *ext4Info) Sys() any           { return nil }
+func (i *ext4Info) Mode() fs.FileMode  { return i.in.meta.Mode }
+func (i *ext4Info) Sys() any {
+	m := i.in.meta // a copy: the cached inode is shared
+	return &m
+}
 
-// Ino is the inode number (the directory-cycle check uses it).
-func (i *ext4Info) Ino() uint64 { return uint64(i.in.ino) }
-
-func (i *ext4Info) Mode() fs.FileMode {
-	m := fs.FileMode(i.in.mode & 0o777)
-	if i.in.mode&0o1000 != 0 {
+// ext4FileMode maps an inode's i_mode (the same bits in ext4 and XFS) to an
+// fs.FileMode.
+func ext4FileMode(mode uint16) fs.FileMode {
+	m := fs.FileMode(mode & 0o777)
+	if mode&0o1000 != 0 {
 		m |= fs.ModeSticky
 	}
-	if i.in.mode&0o2000 != 0 {
+	if mode&0o2000 != 0 {
 		m |= fs.ModeSetgid
 	}
-	if i.in.mode&0o4000 != 0 {
+	if mode&0o4000 != 0 {
 		m |= fs.ModeSetuid
 	}
-	return m | ext4TypeMode(i.in.mode>>12)
+	return m | ext4TypeMode(mode>>12)
 }
 
 // ext4TypeMode maps an inode's S_IFMT>>12 to fs.FileMode type bits.
@@ -141,27 +99,36 @@ func (d *ext4DirEntry) IsDir() bool  { return d.Type().IsDir() }
 // Type comes from the entry's file type when the file system records it
 // (EXT4_FT_*: 1 file, 2 dir, 3 chr, 4 blk, 5 fifo, 6 sock, 7 symlink).
 func (d *ext4DirEntry) Type() fs.FileMode {
-	switch d.ent.typ {
-	case 1:
-		return 0
-	case 2:
-		return fs.ModeDir
-	case 3:
-		return fs.ModeDevice | fs.ModeCharDevice
-	case 4:
-		return fs.ModeDevice
-	case 5:
-		return fs.ModeNamedPipe
-	case 6:
-		return fs.ModeSocket
-	case 7:
-		return fs.ModeSymlink
+	if t, ok := direntType(d.ent.typ); ok {
+		return t
 	}
 	info, err := d.Info()
 	if err != nil {
 		return fs.ModeIrregular
 	}
 	return info.Mode().Type()
+}
+
+// direntType maps a directory entry's file type (ext4's EXT4_FT_* and XFS's
+// XFS_DIR3_FT_* share the numbers) to fs.FileMode type bits.
+func direntType(typ byte) (fs.FileMode, bool) {
+	switch typ {
+	case 1:
+		return 0, true
+	case 2:
+		return fs.ModeDir, true
+	case 3:
+		return fs.ModeDevice | fs.ModeCharDevice, true
+	case 4:
+		return fs.ModeDevice, true
+	case 5:
+		return fs.ModeNamedPipe, true
+	case 6:
+		return fs.ModeSocket, true
+	case 7:
+		return fs.ModeSymlink, true
+	}
+	return 0, false
 }
 
 func (d *ext4DirEntry) Info() (fs.FileInfo, error) {

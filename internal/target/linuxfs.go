@@ -7,13 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"path"
-	"reflect"
 	"strings"
 	"sync"
 
-	xfslog "github.com/masahiro331/go-xfs-filesystem/log"
-	"github.com/masahiro331/go-xfs-filesystem/xfs"
-	"go.uber.org/zap"
+	"github.com/vouch-dev/vouch/internal/rootfs"
 )
 
 // linuxFS adapts a Linux file system reader to rootfs.Base: plain lookups only,
@@ -22,21 +19,14 @@ import (
 // error, a file larger than its file system is not opened, and a panic inside a
 // reader on corrupt metadata is an error for that call.
 //
-// ext4 is read by vouch's own reader (ext4.go), which is safe for concurrent
-// use. XFS is read by github.com/masahiro331/go-xfs-filesystem (the reader Trivy
-// uses for VM scanning), which takes paths with a leading "/" or none, does not
-// open directories, and seeks a shared reader: every call to it holds serial.
+// ext2/3/4 and XFS are read by vouch's own readers (ext4.go, xfs.go), which are
+// safe for concurrent use and describe every file with a *rootfs.Meta.
 type linuxFS struct {
-	kind   string
-	size   int64       // bytes in the file system
-	serial *sync.Mutex // non-nil when the reader is not safe for concurrent use
+	kind string
+	size int64 // bytes in the file system
 
 	dirsMu sync.Mutex
 	dirs   map[uint64]string // directory inode -> first path it was listed at
-	// infos caches what Lstat and ReadDir learnt, for the XFS library only:
-	// it resolves each path from the root, and rootfs looks up every prefix
-	// of every path it resolves. vouch's ext4 reader has its own caches.
-	infos map[string]fs.FileInfo
 
 	readDir  func(string) ([]fs.DirEntry, error)
 	lstat    func(string) (fs.FileInfo, error)
@@ -44,12 +34,8 @@ type linuxFS struct {
 	readLink func(string) (string, error)
 }
 
-// call runs f under the reader's lock (if it needs one), turning a panic into an error.
+// call runs f, turning a panic into an error.
 func (l *linuxFS) call(f func() error) error {
-	if l.serial != nil {
-		l.serial.Lock()
-		defer l.serial.Unlock()
-	}
 	return guard(l.kind, f)
 }
 
@@ -78,13 +64,6 @@ func checkExtSuperblock(r io.ReaderAt) error {
 	return nil
 }
 
-// quietLibraries turns off the XFS library's debug logging: it logs through a
-// package-level zap logger to stderr at debug level by default, which would
-// interleave with vouch's output on a corrupt image.
-var quietLibraries = sync.OnceFunc(func() {
-	xfslog.SetLogger(zap.NewNop().Sugar())
-})
-
 func newExt4(r *io.SectionReader) (*linuxFS, error) {
 	var e *ext4FS
 	err := guard("ext4", func() (err error) {
@@ -105,68 +84,22 @@ func newExt4(r *io.SectionReader) (*linuxFS, error) {
 }
 
 func newXFS(r *io.SectionReader) (*linuxFS, error) {
-	quietLibraries()
-	var x *xfs.FileSystem
+	var x *xfsFS
 	err := guard("xfs", func() (err error) {
-		x, err = xfs.NewFS(*r, newCache())
+		x, err = newXFSFS(r)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	l := &linuxFS{
-		kind:    "xfs",
-		size:    r.Size(),
-		serial:  new(sync.Mutex),
-		readDir: func(p string) ([]fs.DirEntry, error) { return x.ReadDir(slash(p)) },
-		lstat: func(p string) (fs.FileInfo, error) {
-			if p == "." {
-				return x.ReadDirInfo("/")
-			}
-			return x.ReadDirInfo(p)
-		},
-		open: x.Open,
-	}
-	l.readLink = func(p string) (string, error) {
-		info, err := x.ReadDirInfo(p)
-		if err != nil {
-			return "", err
-		}
-		return xfsLinkTarget(info)
-	}
-	return l, nil
-}
-
-// xfsLinkTarget reads the target of an XFS symlink. The library parses inline
-// ("local" format) symlink targets but keeps them in an unexported field and
-// offers no ReadLink; reflection reads that field without modifying anything.
-// Targets stored in extents (longer than the inode's literal area, over ~300
-// bytes) are not parsed by the library and give an error here.
-func xfsLinkTarget(info fs.FileInfo) (s string, err error) {
-	defer func() {
-		if recover() != nil {
-			err = errors.New("xfs: cannot read symlink target")
-		}
-	}()
-	if info.Mode()&fs.ModeSymlink == 0 {
-		return "", fmt.Errorf("xfs: %s is not a symlink", info.Name())
-	}
-	v := reflect.ValueOf(info).FieldByName("inode")
-	if v.IsNil() {
-		return "", errors.New("xfs: symlink without inode")
-	}
-	sl := v.Elem().FieldByName("symlinkString")
-	if sl.IsNil() {
-		return "", errors.New("xfs: symlink target stored in extents is not supported")
-	}
-	return sl.Elem().FieldByName("Name").String(), nil
-}
-
-func slash(p string) string {
-	if p == "." || p == "" {
-		return "/"
-	}
-	return p
+	return &linuxFS{
+		kind:     "xfs",
+		size:     r.Size(),
+		readDir:  x.readDir,
+		lstat:    x.lstat,
+		open:     x.open,
+		readLink: x.readLink,
+	}, nil
 }
 
 func guard(op string, f func() error) (err error) {
@@ -186,7 +119,8 @@ func (l *linuxFS) ReadDir(name string) (out []fs.DirEntry, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if ino, ok := inodeNumber(info); ok {
+	if m, merr := rootfs.MetaOf(info); merr == nil {
+		ino := m.Inode
 		l.dirsMu.Lock()
 		if l.dirs == nil {
 			l.dirs = map[uint64]string{}
@@ -204,77 +138,14 @@ func (l *linuxFS) ReadDir(name string) (out []fs.DirEntry, err error) {
 		out, err = l.readDir(name)
 		return err
 	})
-	if err == nil && l.serial != nil {
-		for _, e := range out {
-			if info, ierr := e.Info(); ierr == nil {
-				l.remember(path.Join(name, e.Name()), info)
-			}
-		}
-	}
 	return out, err
 }
 
-// maxCachedInfos bounds linuxFS.infos; it is emptied when full.
-const maxCachedInfos = 1 << 16
-
-func (l *linuxFS) remember(name string, info fs.FileInfo) {
-	l.dirsMu.Lock()
-	defer l.dirsMu.Unlock()
-	if l.infos == nil || len(l.infos) >= maxCachedInfos {
-		l.infos = map[string]fs.FileInfo{}
-	}
-	l.infos[name] = info
-}
-
-// inodeNumber returns the inode number of a FileInfo: vouch's ext4 reader has
-// an Ino method; the XFS library keeps it in an unexported field
-// (FileInfo.inode.inodeCore.Ino), which reflection reads without modifying
-// anything. false if the shape changed.
-func inodeNumber(info fs.FileInfo) (n uint64, ok bool) {
-	if i, isExt4 := info.(interface{ Ino() uint64 }); isExt4 {
-		return i.Ino(), true
-	}
-	defer func() {
-		if recover() != nil {
-			n, ok = 0, false
-		}
-	}()
-	v := reflect.ValueOf(info)
-	if v.Kind() == reflect.Pointer {
-		v = v.Elem()
-	}
-	if v.Kind() != reflect.Struct {
-		return 0, false
-	}
-	if f := v.FieldByName("ino"); f.IsValid() && f.CanInt() {
-		return uint64(f.Int()), true
-	}
-	if in := v.FieldByName("inode"); in.IsValid() && in.Kind() == reflect.Pointer && !in.IsNil() {
-		if core := in.Elem().FieldByName("inodeCore"); core.IsValid() {
-			if ino := core.FieldByName("Ino"); ino.IsValid() && ino.CanUint() {
-				return ino.Uint(), true
-			}
-		}
-	}
-	return 0, false
-}
-
 func (l *linuxFS) Lstat(name string) (info fs.FileInfo, err error) {
-	if l.serial != nil {
-		l.dirsMu.Lock()
-		info = l.infos[name]
-		l.dirsMu.Unlock()
-		if info != nil {
-			return info, nil
-		}
-	}
 	err = l.call(func() error {
 		info, err = l.lstat(name)
 		return err
 	})
-	if err == nil && l.serial != nil {
-		l.remember(name, info)
-	}
 	return info, err
 }
 
@@ -286,8 +157,7 @@ func (l *linuxFS) ReadLink(name string) (target string, err error) {
 	return target, err
 }
 
-// Open opens a regular file or a directory. Reads of a file go through the
-// reader's lock when it has one, since the XFS library's files share its reader.
+// Open opens a regular file or a directory.
 func (l *linuxFS) Open(name string) (fs.File, error) {
 	info, err := l.Lstat(name)
 	if err != nil {
@@ -378,31 +248,4 @@ func (r renamed) Name() string {
 		return "."
 	}
 	return strings.TrimSuffix(r.name, "/")
-}
-
-// cache is a bounded map cache for the libraries' parsed inodes and directories.
-type cache struct {
-	mu sync.Mutex
-	m  map[string]any
-}
-
-const cacheLimit = 1 << 14
-
-func newCache() *cache { return &cache{m: map[string]any{}} }
-
-func (c *cache) Add(k string, v any) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= cacheLimit {
-		clear(c.m)
-	}
-	c.m[k] = v
-	return true
-}
-
-func (c *cache) Get(k string) (any, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.m[k]
-	return v, ok
 }

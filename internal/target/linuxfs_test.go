@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/rootfs"
-
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
@@ -150,24 +149,4 @@ func FuzzExt4(f *testing.F) {
 			return nil
 		})
 	})
-}
-
-func TestInodeNumber(t *testing.T) {
-	testfixtures.Long(t, testfixtures.Peers)
-	for _, kind := range []string{"ext4", "xfs"} {
-		root, err := openKind(kind, mkfsImage(t, kind))
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := root.Lstat("etc")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := root.Lstat("usr")
-		na, oka := inodeNumber(a)
-		nb, okb := inodeNumber(b)
-		if !oka || !okb || na == nb || na == 0 {
-			t.Errorf("%s: inode numbers %d %v, %d %v", kind, na, oka, nb, okb)
-		}
-	}
 }

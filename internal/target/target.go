@@ -157,7 +157,7 @@ func openDir(path string) (*Target, error) {
 		return nil, &Error{Path: path, Err: err}
 	}
 	t := &Target{Kind: KindDirectory, Path: abs}
-	root := rootfs.New(dirBase{os.DirFS(abs).(rootfs.Base)})
+	root := rootfs.New(rootfs.Dir(abs))
 	if isRoot(root) {
 		t.Root = root
 		t.ESP, t.ESPPath = findESPDir(root)
@@ -172,7 +172,7 @@ func openDir(path string) (*Target, error) {
 }
 
 func openLive() (*Target, error) {
-	root := rootfs.New(dirBase{os.DirFS("/").(rootfs.Base)})
+	root := rootfs.New(rootfs.Dir("/"))
 	t := &Target{Kind: KindLive, Path: "/", Root: root}
 	t.ESP, t.ESPPath = findESPDir(root)
 	if info, err := os.Stat("/sys/firmware/efi/efivars"); err == nil && info.IsDir() {
@@ -209,9 +209,6 @@ func findESPDir(root *rootfs.FS) (fs.FS, string) {
 	}
 	return nil, ""
 }
-
-// dirBase wraps os.DirFS for rootfs. Open is only given fully resolved paths.
-type dirBase struct{ rootfs.Base }
 
 func openImage(path string) (*Target, error) {
 	img, err := container.Open(path)
@@ -359,10 +356,10 @@ func openLinuxFS(typ string, sec *io.SectionReader) (*rootfs.FS, error) {
 		l   *linuxFS
 		err error
 	)
+	// Both readers put read-ahead under their metadata reads only.
 	if typ == disk.FSXFS {
-		l, err = newXFS(io.NewSectionReader(newReadAhead(sec, sec.Size()), 0, sec.Size()))
+		l, err = newXFS(sec)
 	} else {
-		// The ext4 reader puts read-ahead under its metadata reads only.
 		l, err = newExt4(sec)
 	}
 	if err != nil {
