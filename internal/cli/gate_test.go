@@ -268,7 +268,7 @@ func TestGateAptChroot(t *testing.T) {
 		t.Fatalf("apt-get with a 2011-only db: exit %d, want a refusal\n%s", code, out)
 	}
 	t.Logf("apt-get, 2011-only db:\n%s", out)
-	for _, want := range []string{"shim → GRUB", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", "shim → kernel (SHIM_LOCK)", "boot/vmlinuz-6.1.0-56-amd64",
+	for _, want := range []string{"shim → GRUB", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", "shim → kernel (SHIM_LOCK)", "boot/vmlinuz-",
 		"E: Sub-process /usr/local/bin/vouch gate apt-hook --vars /var/lib/vouch/VARS.fd returned an error code (1)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("apt-get output lacks %q", want)
