@@ -3,8 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -212,12 +210,11 @@ func orDash(s string) string {
 
 func newFleetWhatIfCmd() *cobra.Command {
 	var (
-		f                             fleetCommon
-		shimPkg, dbxUpdate, sbatLevel string
-		dbAdd                         []string
+		f  fleetCommon
+		cf *changeFlags
 	)
 	c := &cobra.Command{
-		Use:   "whatif (--shim-package FILE | --dbx-update FILE | --sbat-level LEVEL | --db-add CERT)...",
+		Use:   "whatif (--shim-package FILE | --shim FILE | --dbx-update FILE | --sbat-level LEVEL | --db-add CERT)...",
 		Short: "Which hosts a shim, dbx, SBAT or db change would stop booting, before the rollout",
 		Long: `whatif judges a proposed change on every selected host's stored facts with the
 engine of 'vouch gate' (a new shim package: the firmware's verdict on the new shim,
@@ -235,52 +232,17 @@ Exit codes: 0 no selected host stops booting, 1 some would, 2 usage or input err
 			if _, err := f.query(); err != nil {
 				return err
 			}
-			req := fleet.ChangeRequest{Hosts: f.hosts}
-			read := func(p string) ([]byte, error) {
-				b, err := os.ReadFile(p)
-				if err != nil {
-					return nil, &exitError{code: ExitError, err: err}
-				}
-				return b, nil
+			if cf.files.Empty() {
+				return usageErrorf("name a change: --shim-package, --shim, --dbx-update, --sbat-level or --db-add")
 			}
-			var err error
-			if shimPkg != "" {
-				if req.ShimPackage, err = read(shimPkg); err != nil {
-					return err
-				}
-				req.ShimPackageName = filepath.Base(shimPkg)
+			// The server parses the change with the same loader; parsing it
+			// here first reports a bad file before anything is sent.
+			if _, err := cf.load(); err != nil {
+				return err
 			}
-			if dbxUpdate != "" {
-				if req.DBXUpdate, err = read(dbxUpdate); err != nil {
-					return err
-				}
-				req.DBXUpdateName = filepath.Base(dbxUpdate)
-			}
-			switch {
-			case sbatLevel == "latest" || sbatLevel == "automatic":
-				req.SBATKeyword = sbatLevel
-			case sbatLevel != "":
-				file, pick := sbatLevel, ""
-				if _, serr := os.Stat(file); serr != nil {
-					if i := strings.LastIndexByte(sbatLevel, '#'); i > 0 {
-						file, pick = sbatLevel[:i], sbatLevel[i+1:]
-					}
-				}
-				if req.SBATLevel, err = read(file); err != nil {
-					return err
-				}
-				req.SBATLevelName, req.SBATPick = filepath.Base(file), pick
-			}
-			for _, p := range dbAdd {
-				b, err := read(p)
-				if err != nil {
-					return err
-				}
-				req.DBAdd = append(req.DBAdd, b)
-				req.DBAddNames = append(req.DBAddNames, filepath.Base(p))
-			}
-			if shimPkg == "" && dbxUpdate == "" && sbatLevel == "" && len(dbAdd) == 0 {
-				return usageErrorf("name a change: --shim-package, --dbx-update, --sbat-level or --db-add")
+			req, err := fleet.NewChangeRequest(cf.files, f.hosts)
+			if err != nil {
+				return &exitError{code: ExitError, err: err}
 			}
 			cl, err := f.client()
 			if err != nil {
@@ -305,10 +267,7 @@ Exit codes: 0 no selected host stops booting, 1 some would, 2 usage or input err
 		},
 	}
 	f.register(c)
-	c.Flags().StringVar(&shimPkg, "shim-package", "", "a shim package (.deb or .rpm) to judge before installing it")
-	c.Flags().StringVar(&dbxUpdate, "dbx-update", "", "a dbx update: DBXUpdate.bin, bare signature lists or dbx_info_msft_latest.json")
-	c.Flags().StringVar(&sbatLevel, "sbat-level", "", "latest, automatic, FILE or FILE#DATESTAMP|latest")
-	c.Flags().StringArrayVar(&dbAdd, "db-add", nil, "a certificate (DER or PEM) added to db; repeatable")
+	cf = addChangeFlags(c, changeAll)
 	return c
 }
 

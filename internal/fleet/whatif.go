@@ -1,106 +1,153 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/vouch-dev/vouch/internal/gate"
+	"github.com/vouch-dev/vouch/internal/mscerts"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/store"
 )
 
-// Change is a proposed rollout judged fleet-wide: a new shim package, a dbx
-// update, a new SbatLevel, certificates added to db. (The engine's
-// secureboot.Change, once on main, replaces this.)
-type Change struct {
-	ShimPackage *gate.Package
-	DBX         *secureboot.DBXUpdate
-	SBAT        *secureboot.SBATUpdate
-	DBAdd       []*x509.Certificate
-	DBAddNames  []string
-}
-
-// ChangeRequest is the wire form of a change (POST /v1/whatif): file
-// contents and their names.
+// ChangeRequest is the wire form of a proposed change (POST /v1/whatif):
+// the contents of the files of a secureboot.ChangeFiles and their names.
+// The server turns it into a secureboot.Change with the loader of `vouch
+// gate` (gate.LoadChangeBytes).
 type ChangeRequest struct {
 	ShimPackage     []byte   `json:"shimPackage,omitempty"`
 	ShimPackageName string   `json:"shimPackageName,omitempty"`
+	Shim            []byte   `json:"shim,omitempty"`
+	ShimName        string   `json:"shimName,omitempty"`
+	GRUB            []byte   `json:"grub,omitempty"`
+	GRUBName        string   `json:"grubName,omitempty"`
+	Kernel          []byte   `json:"kernel,omitempty"`
+	KernelName      string   `json:"kernelName,omitempty"`
 	DBXUpdate       []byte   `json:"dbxUpdate,omitempty"`
 	DBXUpdateName   string   `json:"dbxUpdateName,omitempty"`
 	SBATLevel       []byte   `json:"sbatLevel,omitempty"` // a file's contents
 	SBATLevelName   string   `json:"sbatLevelName,omitempty"`
 	SBATKeyword     string   `json:"sbatKeyword,omitempty"` // latest or automatic
 	SBATPick        string   `json:"sbatPick,omitempty"`    // DATESTAMP or latest of a history file
-	DBAdd           [][]byte `json:"dbAdd,omitempty"`
+	DBAdd           [][]byte `json:"dbAdd,omitempty"`       // empty for a built-in name
 	DBAddNames      []string `json:"dbAddNames,omitempty"`
 	Hosts           string   `json:"hosts,omitempty"` // selector
 }
 
-// Parse turns a request into a change; bad files are input errors naming them.
-func (r *ChangeRequest) Parse() (*Change, error) {
-	c := &Change{}
-	name := func(n, def string) string {
-		if n == "" {
-			return def
+// NewChangeRequest reads the files f names into a request; built-in
+// --db-add names (mscerts) travel as names. Errors name the file.
+func NewChangeRequest(f secureboot.ChangeFiles, hosts string) (ChangeRequest, error) {
+	r := ChangeRequest{Hosts: hosts}
+	var err error
+	read := func(p string, b *[]byte, name *string) {
+		if p == "" || err != nil {
+			return
 		}
+		if *b, err = os.ReadFile(p); err != nil {
+			err = inputErr("%v", err)
+		}
+		*name = filepath.Base(p)
+	}
+	read(f.ShimPackage, &r.ShimPackage, &r.ShimPackageName)
+	read(f.Shim, &r.Shim, &r.ShimName)
+	read(f.GRUB, &r.GRUB, &r.GRUBName)
+	read(f.Kernel, &r.Kernel, &r.KernelName)
+	read(f.DBXUpdate, &r.DBXUpdate, &r.DBXUpdateName)
+	switch f.SBATLevel {
+	case "":
+	case "latest", "automatic":
+		r.SBATKeyword = f.SBATLevel
+	default:
+		file, pick := f.SBATLevel, ""
+		if _, serr := os.Stat(file); serr != nil {
+			file, pick = secureboot.SplitSBATArg(file)
+		}
+		read(file, &r.SBATLevel, &r.SBATLevelName)
+		r.SBATPick = pick
+	}
+	for _, p := range f.DBAdd {
+		var b []byte
+		name := p
+		if _, ok := mscerts.Lookup(p); !ok {
+			read(p, &b, &name)
+		}
+		r.DBAdd = append(r.DBAdd, b)
+		r.DBAddNames = append(r.DBAddNames, name)
+	}
+	return r, err
+}
+
+// Parse turns a request into a change with gate.LoadChangeBytes; bad files
+// are input errors naming them.
+func (r *ChangeRequest) Parse() (*secureboot.Change, error) {
+	var f secureboot.ChangeFiles
+	mem := map[string][]byte{}
+	used := map[string]bool{}
+	// put names b (unique among the request's files) and returns the name.
+	put := func(b []byte, name, def string) string {
+		if name == "" {
+			name = def
+		}
+		n := name
+		for i := 2; used[n]; i++ {
+			n = fmt.Sprintf("%s (%d)", name, i)
+		}
+		used[n] = true
+		mem[n] = b
 		return n
 	}
-	var err error
 	if len(r.ShimPackage) > 0 {
-		n := name(r.ShimPackageName, "shim package")
-		switch {
-		case gate.IsDeb(r.ShimPackage):
-			c.ShimPackage, err = gate.ReadDeb(bytes.NewReader(r.ShimPackage), n, gate.ReadOptions{})
-		case gate.IsRPM(r.ShimPackage):
-			c.ShimPackage, err = gate.ReadRPM(bytes.NewReader(r.ShimPackage), n, gate.ReadOptions{})
-		default:
-			return nil, inputErr("%s: not a .deb or .rpm package", n)
-		}
-		if err != nil {
-			return nil, inputErr("%v", err)
-		}
-		if len(c.ShimPackage.Shims()) == 0 {
-			return nil, inputErr("%s: holds no signed shim", n)
-		}
+		f.ShimPackage = put(r.ShimPackage, r.ShimPackageName, "shim package")
+	}
+	if len(r.Shim) > 0 {
+		f.Shim = put(r.Shim, r.ShimName, "shim")
+	}
+	if len(r.GRUB) > 0 {
+		f.GRUB = put(r.GRUB, r.GRUBName, "GRUB")
+	}
+	if len(r.Kernel) > 0 {
+		f.Kernel = put(r.Kernel, r.KernelName, "kernel")
 	}
 	if len(r.DBXUpdate) > 0 {
-		if c.DBX, err = secureboot.ParseDBXUpdate(r.DBXUpdate, name(r.DBXUpdateName, "dbx update")); err != nil {
-			return nil, inputErr("%v", err)
-		}
+		f.DBXUpdate = put(r.DBXUpdate, r.DBXUpdateName, "dbx update")
 	}
 	switch {
 	case r.SBATKeyword != "":
 		if r.SBATKeyword != "latest" && r.SBATKeyword != "automatic" {
 			return nil, inputErr("sbat level keyword %q: want latest or automatic", r.SBATKeyword)
 		}
-		c.SBAT, _ = secureboot.ParseSBATUpdateArg(r.SBATKeyword)
+		f.SBATLevel = r.SBATKeyword
 	case len(r.SBATLevel) > 0:
-		if c.SBAT, err = secureboot.ParseSBATUpdate(r.SBATLevel, name(r.SBATLevelName, "SbatLevel"), r.SBATPick); err != nil {
-			return nil, inputErr("%v", err)
+		f.SBATLevel = put(r.SBATLevel, r.SBATLevelName, "SbatLevel")
+		if r.SBATPick != "" {
+			// The loader splits FILE#PICK for a name it was not sent.
+			f.SBATLevel += "#" + r.SBATPick
 		}
 	}
 	for i, b := range r.DBAdd {
 		n := fmt.Sprintf("db certificate %d", i+1)
-		if i < len(r.DBAddNames) {
+		if i < len(r.DBAddNames) && r.DBAddNames[i] != "" {
 			n = r.DBAddNames[i]
 		}
-		if blk, _ := pem.Decode(b); blk != nil {
-			b = blk.Bytes
+		if len(b) == 0 {
+			if _, ok := mscerts.Lookup(n); !ok {
+				return nil, inputErr("%s: neither sent nor a built-in certificate", n)
+			}
+			f.DBAdd = append(f.DBAdd, n)
+			continue
 		}
-		cert, err := x509.ParseCertificate(b)
-		if err != nil {
-			return nil, inputErr("%s: not an X.509 certificate: %v", n, err)
-		}
-		c.DBAdd = append(c.DBAdd, cert)
-		c.DBAddNames = append(c.DBAddNames, n)
+		f.DBAdd = append(f.DBAdd, put(b, n, n))
 	}
-	if c.ShimPackage == nil && c.DBX == nil && c.SBAT == nil && len(c.DBAdd) == 0 {
+	if f.Empty() {
 		return nil, inputErr("no change given: name a shim package, a dbx update, an SBAT level or a db certificate")
+	}
+	c, err := gate.LoadChangeBytes(f, mem)
+	if err != nil {
+		return nil, inputErr("%v", err)
 	}
 	return c, nil
 }
@@ -116,7 +163,7 @@ type Outcome struct {
 // Judge evaluates the change on one machine with the engine: the revocation
 // analysis of `vouch secureboot --dbx-update/--sbat-level`, the gate of
 // `vouch gate` for a shim package, and db additions as --db-cert does.
-func (e *Evaluator) Judge(m *Machine, c *Change) Outcome {
+func (e *Evaluator) Judge(m *Machine, c *secureboot.Change) Outcome {
 	if m.Firmware == nil {
 		return Outcome{Reason: "firmware state unknown (the agent read no UEFI variables): not judged"}
 	}
@@ -128,8 +175,8 @@ func (e *Evaluator) Judge(m *Machine, c *Change) Outcome {
 		rebuilt := *m
 		cp, err := secureboot.FromVars(m.Firmware.Vars)
 		if err == nil {
-			for i, cert := range c.DBAdd {
-				cp.AddDBCert(cert, c.DBAddNames[i])
+			for _, d := range c.DBAdd {
+				cp.AddDBCert(d.Cert, "--db-add "+d.Source)
 			}
 			rebuilt.Firmware = cp
 			after := e.Analyze(&rebuilt)
@@ -140,8 +187,8 @@ func (e *Evaluator) Judge(m *Machine, c *Change) Outcome {
 			}
 		}
 	}
-	if c.DBX != nil || c.SBAT != nil {
-		imp, err := secureboot.AnalyzeRevocation(m.ESP, r.BootPaths, fw, e.Options, secureboot.Revocation{DBX: c.DBX, SBAT: c.SBAT})
+	if rev := c.Revocation(); rev != nil {
+		imp, err := secureboot.AnalyzeRevocation(m.ESP, r.BootPaths, fw, e.Options, *rev)
 		if err != nil {
 			o.Known = false
 			return Outcome{Reason: err.Error()}
@@ -151,13 +198,19 @@ func (e *Evaluator) Judge(m *Machine, c *Change) Outcome {
 			reasons = append(reasons, imp.Verdict)
 		}
 	}
-	if c.ShimPackage != nil {
+	if c.ChangesBootChain() {
 		stages := gate.TargetStages(m.ESP, m.Root, "")
-		for _, sh := range pickShims(c.ShimPackage, m) {
-			v := gate.Judge(gate.Request{Shim: c.ShimPackage.Binary(sh), GRUB: stages.GRUB, Kernel: stages.Kernel, Firmware: fw, SBATPolicy: e.Options.SBATPolicy})
+		if c.GRUB != nil {
+			stages.GRUB = c.GRUB
+		}
+		if c.Kernel != nil {
+			stages.Kernel = c.Kernel
+		}
+		if c.Shim != nil {
+			v := gate.Judge(gate.Request{Shim: c.Shim, GRUB: stages.GRUB, Kernel: stages.Kernel, Firmware: fw, SBATPolicy: e.Options.SBATPolicy})
 			if !v.Boots {
 				o.BootsAfter = false
-				reasons = append(reasons, sh.Path+": "+v.Message)
+				reasons = append(reasons, c.Shim.Name+": "+v.Message)
 			}
 		}
 	}
@@ -170,36 +223,6 @@ func (e *Evaluator) Judge(m *Machine, c *Change) Outcome {
 		o.Reason = "still boots"
 	}
 	return o
-}
-
-// pickShims keeps the package's shims for the machine's architecture (by
-// the ESP's file names), all of them when that is unknown.
-func pickShims(p *gate.Package, m *Machine) []*gate.EFIFile {
-	shims := p.Shims()
-	arch := ""
-	if m.ESP != nil {
-		for _, a := range []string{"x64", "aa64", "ia32"} {
-			for _, n := range []string{"EFI/BOOT/BOOT" + strings.ToUpper(a) + ".EFI"} {
-				if f, err := m.ESP.Open(n); err == nil {
-					f.Close()
-					arch = a
-				}
-			}
-		}
-	}
-	if arch == "" {
-		return shims
-	}
-	var out []*gate.EFIFile
-	for _, s := range shims {
-		if strings.Contains(strings.ToLower(s.Path), arch+".efi") {
-			out = append(out, s)
-		}
-	}
-	if len(out) == 0 {
-		return shims
-	}
-	return out
 }
 
 // WhatIfGroup is the hosts that share one reason.
@@ -223,7 +246,7 @@ type WhatIf struct {
 
 // WhatIf judges a change on every selected host: once per distinct state,
 // multiplied.
-func (s *Service) WhatIf(ctx context.Context, c *Change, q Query) (*WhatIf, error) {
+func (s *Service) WhatIf(ctx context.Context, c *secureboot.Change, q Query) (*WhatIf, error) {
 	keep, _, err := s.pairs(ctx, q)
 	if err != nil {
 		return nil, err

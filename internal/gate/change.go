@@ -1,6 +1,8 @@
 package gate
 
 import (
+	"bytes"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,9 +17,41 @@ import (
 // signed shim, and, unless --grub or --kernel name them, the signed GRUB and
 // the kernel it installs too. Errors name the file and the problem.
 func LoadChange(f secureboot.ChangeFiles) (*secureboot.Change, error) {
+	return loadChange(f, nil)
+}
+
+// LoadChangeBytes is LoadChange for files already in memory (a server
+// judging a change a client sent): files maps each name of f to the file's
+// contents. A --db-add name missing from files is a built-in certificate
+// name; an SbatLevel name missing from it is split as FILE#DATESTAMP. A
+// JSON dbx list's certificate files are not at hand (ParseDBXUpdate).
+func LoadChangeBytes(f secureboot.ChangeFiles, files map[string][]byte) (*secureboot.Change, error) {
+	if files == nil {
+		files = map[string][]byte{}
+	}
+	return loadChange(f, files)
+}
+
+// loadChange reads f's files from disk when mem is nil, else from mem.
+func loadChange(f secureboot.ChangeFiles, mem map[string][]byte) (*secureboot.Change, error) {
+	read := func(name string) ([]byte, error) {
+		b, ok := mem[name]
+		if !ok {
+			return nil, &InputError{File: name, Reason: "not sent with the change"}
+		}
+		return b, nil
+	}
 	c := &secureboot.Change{}
 	for _, name := range f.DBAdd {
-		cert, err := mscerts.Read(name)
+		var cert *x509.Certificate
+		var err error
+		if b, ok := mem[name]; ok {
+			if cert, err = mscerts.Parse(b); err != nil {
+				err = fmt.Errorf("%s: not an X.509 certificate (DER or PEM): %w", name, err)
+			}
+		} else {
+			cert, err = mscerts.Read(name)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("gate: --db-add: %w", err)
 		}
@@ -25,35 +59,73 @@ func LoadChange(f secureboot.ChangeFiles) (*secureboot.Change, error) {
 	}
 	var err error
 	if f.DBXUpdate != "" {
-		if c.DBX, err = secureboot.ReadDBXUpdate(f.DBXUpdate); err != nil {
+		if mem == nil {
+			c.DBX, err = secureboot.ReadDBXUpdate(f.DBXUpdate)
+		} else if b, rerr := read(f.DBXUpdate); rerr != nil {
+			err = rerr
+		} else {
+			c.DBX, err = secureboot.ParseDBXUpdate(b, f.DBXUpdate)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
 	if f.SBATLevel != "" {
-		if c.SBAT, err = secureboot.ParseSBATUpdateArg(f.SBATLevel); err != nil {
+		_, sent := mem[f.SBATLevel]
+		if mem == nil || f.SBATLevel == "latest" || f.SBATLevel == "automatic" {
+			c.SBAT, err = secureboot.ParseSBATUpdateArg(f.SBATLevel)
+		} else {
+			file, pick := f.SBATLevel, ""
+			if !sent {
+				file, pick = secureboot.SplitSBATArg(f.SBATLevel)
+			}
+			var b []byte
+			if b, err = read(file); err == nil {
+				c.SBAT, err = secureboot.ParseSBATUpdate(b, file, pick)
+			}
+		}
+		if err != nil {
 			return nil, err
 		}
+	}
+	readEFI := func(name string, shim bool) (*Binary, error) {
+		if mem == nil {
+			return ReadEFI(name, shim)
+		}
+		b, err := read(name)
+		if err != nil {
+			return nil, err
+		}
+		if shim {
+			return ParseShim(name, b)
+		}
+		return ParseBinary(name, b)
 	}
 	if f.Shim != "" && f.ShimPackage != "" {
 		return nil, &InputError{File: f.ShimPackage, Reason: "give the new shim as a file or as a package, not both"}
 	}
 	if f.Shim != "" {
-		if c.Shim, err = ReadEFI(f.Shim, true); err != nil {
+		if c.Shim, err = readEFI(f.Shim, true); err != nil {
 			return nil, err
 		}
 	}
 	if f.GRUB != "" {
-		if c.GRUB, err = ReadEFI(f.GRUB, false); err != nil {
+		if c.GRUB, err = readEFI(f.GRUB, false); err != nil {
 			return nil, err
 		}
 	}
 	if f.Kernel != "" {
-		if c.Kernel, err = ReadEFI(f.Kernel, false); err != nil {
+		if c.Kernel, err = readEFI(f.Kernel, false); err != nil {
 			return nil, err
 		}
 	}
 	if f.ShimPackage != "" {
-		p, err := ReadPackageFile(f.ShimPackage, "", ReadOptions{Kernels: true})
+		var p *Package
+		if mem == nil {
+			p, err = ReadPackageFile(f.ShimPackage, "", ReadOptions{Kernels: true})
+		} else {
+			p, err = readPackageBytes(f.ShimPackage, mem)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -71,6 +143,20 @@ func LoadChange(f secureboot.ChangeFiles) (*secureboot.Change, error) {
 		}
 	}
 	return c, nil
+}
+
+// readPackageBytes reads the .deb or .rpm named name from mem.
+func readPackageBytes(name string, mem map[string][]byte) (*Package, error) {
+	b, ok := mem[name]
+	switch {
+	case !ok:
+		return nil, &InputError{File: name, Reason: "not sent with the change"}
+	case IsDeb(b):
+		return ReadDeb(bytes.NewReader(b), name, ReadOptions{Kernels: true})
+	case IsRPM(b):
+		return ReadRPM(bytes.NewReader(b), name, ReadOptions{Kernels: true})
+	}
+	return nil, &FormatError{File: name, Format: "deb or rpm", Reason: "neither a Debian package nor an rpm package"}
 }
 
 // ReadEFI reads an EFI binary named by the user; shim also requires it to

@@ -71,15 +71,23 @@ func ParseSBATUpdateArg(arg string) (*SBATUpdate, error) {
 	}
 	file, pick := arg, ""
 	if _, err := os.Stat(arg); err != nil {
-		if i := strings.LastIndexByte(arg, '#'); i > 0 {
-			file, pick = arg[:i], arg[i+1:]
-		}
+		file, pick = SplitSBATArg(arg)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("secureboot: SbatLevel: %w", err)
 	}
 	return ParseSBATUpdate(b, file, pick)
+}
+
+// SplitSBATArg splits an --sbat-level FILE#PICK argument into the file and
+// the pick (a datestamp or latest); pick is "" without a '#'. Callers that
+// can see the file check first that no file is named arg itself.
+func SplitSBATArg(arg string) (file, pick string) {
+	if i := strings.LastIndexByte(arg, '#'); i > 0 {
+		return arg[:i], arg[i+1:]
+	}
+	return arg, ""
 }
 
 // ParseSBATUpdate parses an SbatLevel file: one payload, an exported
