@@ -17,54 +17,6 @@ import (
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
-// prevKernelDeb is the signed Debian kernel one ABI older than the
-// fixtures' (scripts/fetch-prev-kernel.sh downloads it once).
-func prevKernelDeb(t *testing.T) string {
-	t.Helper()
-	top := testfixtures.Repo()
-	cmd := exec.Command(filepath.Join(top, "scripts", "fetch-prev-kernel.sh"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/fetch-prev-kernel.sh: %v\n%s", err, out)
-	}
-	m, _ := filepath.Glob(filepath.Join(top, ".cache", "debs", "prev-kernel", "linux-image-*.deb"))
-	if len(m) != 1 {
-		t.Fatalf("want one kernel package in .cache/debs/prev-kernel, found %v", m)
-	}
-	return m[0]
-}
-
-// debFile extracts the one file of a .deb whose path starts with prefix.
-func debFile(t *testing.T, deb, prefix string) []byte {
-	t.Helper()
-	list, err := exec.Command("dpkg-deb", "--fsys-tarfile", deb).Output()
-	if err != nil {
-		t.Fatalf("dpkg-deb --fsys-tarfile %s: %v", deb, err)
-	}
-	tmp := t.TempDir()
-	tarPath := filepath.Join(tmp, "data.tar")
-	if err := os.WriteFile(tarPath, list, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("tar", "-t", "-f", tarPath).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var name string
-	for _, n := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(n, prefix) {
-			name = n
-		}
-	}
-	if name == "" {
-		t.Fatalf("%s holds no %s*", deb, prefix)
-	}
-	b, err := exec.Command("tar", "-x", "-O", "-f", tarPath, name).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // latestSbatLevel is the newest payload of shim's SbatLevel_Variable.txt.
 func latestSbatLevel(t *testing.T) []byte {
 	t.Helper()
