@@ -44,6 +44,7 @@ var (
 
 // smallXFS builds the fuzzer's images once: the metaTree on XFS v5 and v4.
 func smallXFS(t testing.TB) [][]byte {
+	testfixtures.Long(t, testfixtures.Peers) // mkfs.xfs
 	xfsSeedsOnce.Do(func() {
 		src := metaTree(t)
 		for _, kind := range []string{"xfs", "xfs-v4"} {

@@ -30,6 +30,7 @@ type Owner struct{ UID, GID uint32 }
 // xfsprogs (scripts/deps.sh).
 func Mkfs(t testing.TB, kind, src string, owners map[string]Owner) string {
 	t.Helper()
+	Long(t, Peers) // mkfs.ext4, mkfs.xfs, debugfs
 	dir := t.TempDir()
 	img := filepath.Join(dir, "fs.img")
 	run := func(name string, args ...string) {
