@@ -3,6 +3,8 @@ package pkgdb
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"hash/adler32"
 	"os"
 	"os/exec"
@@ -321,23 +323,32 @@ func rpmLines(pkgs []Package) []string {
 	return out
 }
 
-// centosPackages is a real CentOS 7 Berkeley DB rpm database (go-rpmdb's test
-// data, in the module cache as a dependency of this module).
+// rpmdbModule is go-rpmdb's module (MIT licence), fetched from the Go module
+// proxy at test time for its test data: real CentOS rpm databases.
+const rpmdbModule = "github.com/knqyf263/go-rpmdb@v0.0.0-20210911072402-73bd0ce46c49"
+
+// centosPackages is a real CentOS 7 Berkeley DB rpm database (go-rpmdb's
+// test data; `go mod download` fetches it, so not under -short).
 func centosPackages(t *testing.T) string {
 	t.Helper()
+	testfixtures.Long(t, testfixtures.Network)
 	p, err := centosPackagesPath()
 	if err != nil {
-		t.Fatalf("go list -m github.com/knqyf263/go-rpmdb: %v", err)
+		t.Fatalf("go mod download %s: %v", rpmdbModule, err)
 	}
 	return p
 }
 
 func centosPackagesPath() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/knqyf263/go-rpmdb").Output()
+	out, err := exec.Command("go", "mod", "download", "-json", rpmdbModule).Output()
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(strings.TrimSpace(string(out)), "pkg", "testdata", "centos7-plain", "Packages"), nil
+	var m struct{ Dir string }
+	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
+		return "", fmt.Errorf("no module directory in %q", out)
+	}
+	return filepath.Join(m.Dir, "pkg", "testdata", "centos7-plain", "Packages"), nil
 }
 
 func rpmRoot(files map[string][]byte) fstest.MapFS {
