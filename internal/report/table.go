@@ -45,12 +45,16 @@ func WriteTable(w io.Writer, r *Report) error {
 	}
 	fmt.Fprintf(ew, "\n%d passed, %d failed, %d not applicable, %d errors\n",
 		r.Summary.Pass, r.Summary.Fail, r.Summary.NotApplicable, r.Summary.Error)
+	width := 12 // suite names line up, the longest included
+	for _, s := range r.Summary.Suites {
+		width = max(width, len(s.Suite))
+	}
 	for _, s := range r.Summary.Suites {
 		if s.Compliance == nil {
-			fmt.Fprintf(ew, "  %-12s %6s (nothing applied; %d not applicable)\n", s.Suite, "n/a", s.NotApplicable)
+			fmt.Fprintf(ew, "  %-*s %6s (nothing applied; %d not applicable)\n", width, s.Suite, "n/a", s.NotApplicable)
 			continue
 		}
-		fmt.Fprintf(ew, "  %-12s %5.1f%% compliant (%d of %d that applied)\n", s.Suite, *s.Compliance, s.Pass, s.Applied())
+		fmt.Fprintf(ew, "  %-*s %5.1f%% compliant (%d of %d that applied)\n", width, s.Suite, *s.Compliance, s.Pass, s.Applied())
 	}
 	return ew.err
 }
