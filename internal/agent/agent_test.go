@@ -49,9 +49,7 @@ func rebuild(t *testing.T, col *agent.Collected) (*fleet.Evaluator, store.StateP
 // that the server's verdict equals `vouch secureboot`'s offline answer for
 // the same image and variables.
 func TestCollectParity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the fixture image")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	for _, tc := range []struct{ root, vars string }{
 		{testfixtures.Path(t, "debian.raw"), "efivars-shim-test-data-1"},
 		{testfixtures.Path(t, "debian.raw"), "efivars-shim-test-data-0"},

@@ -30,9 +30,7 @@ import (
 // the server stores for the guest equals the offline answer for the same
 // image and variable store.
 func TestAgentInUEFIGuest(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots QEMU guests")
-	}
+	testfixtures.Long(t, testfixtures.QEMU)
 	for _, c := range []string{"qemu-system-x86_64", "go"} {
 		if _, err := exec.LookPath(c); err != nil {
 			t.Fatalf("%s not found (scripts/deps.sh installs QEMU; make test puts go on PATH): %v", c, err)

@@ -127,9 +127,7 @@ func TestServerSQLite(t *testing.T) {
 }
 
 func TestServerPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL")
-	}
+	testfixtures.Long(t, testfixtures.Services)
 	c := pgtest.Start(t)
 	u := c.NewDatabase(t)
 	data := t.TempDir()
@@ -140,9 +138,7 @@ func TestServerPostgres(t *testing.T) {
 // a clear 5xx, the agent retries and spools, and once the database is back
 // the spooled report arrives; nothing is lost or mixed.
 func TestDatabaseGone(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL")
-	}
+	testfixtures.Long(t, testfixtures.Services)
 	ctx := context.Background()
 	c := pgtest.Start(t)
 	s := startServer(t, t.TempDir(), c.NewDatabase(t), api.Limits{})

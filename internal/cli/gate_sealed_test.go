@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +15,7 @@ import (
 // says too; --sealed refuse turns a locked disk into exit 1; without a log
 // the gate cannot promise PCR 4 or 7.
 func TestGateSealedDisks(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Debian's signed packages (.cache/debs)")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	f := newGateFiles(t)
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "etc"), 0o755)

@@ -110,9 +110,7 @@ func setupJobServer(t *testing.T, extra ...string) (jobSetup, func() *proc) {
 // TestJobCommands drives the CLI contract against a real server and a real
 // `vouch worker` running an offline case of the fixture image (no VM).
 func TestJobCommands(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the cloud fixture image")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	img := testfixtures.Path(t, "debian-cloud.qcow2")
 	s, _ := setupJobServer(t)
 	base := []string{"--server", s.url, "--token", s.admin}
@@ -175,9 +173,7 @@ func TestJobCommands(t *testing.T) {
 func TestJobEndToEndSQLite(t *testing.T) { jobEndToEnd(t) }
 
 func TestJobEndToEndPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots QEMU guests")
-	}
+	testfixtures.Long(t, testfixtures.QEMU)
 	c := pgtest.Start(t)
 	jobEndToEnd(t, "--database", c.NewDatabase(t))
 }
@@ -189,9 +185,7 @@ func TestJobEndToEndPostgres(t *testing.T) {
 // the second runs it. The job ends (never stays Running) and `vouch job
 // create --wait -o json` prints it and exits by its state.
 func jobEndToEnd(t *testing.T, serveArgs ...string) {
-	if testing.Short() {
-		t.Skip("boots QEMU guests")
-	}
+	testfixtures.Long(t, testfixtures.QEMU)
 	need(t, "qemu-system-x86_64")
 	img := testfixtures.Path(t, "debian-cloud.qcow2")
 	s, restart := setupJobServer(t, append([]string{"--job-lease", "15s"}, serveArgs...)...)

@@ -103,9 +103,7 @@ func TestMeasureExplainAndPredict(t *testing.T) {
 }
 
 func TestMeasurePredictShimPackage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Debian's signed packages (.cache/debs)")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	debs, _ := filepath.Glob(filepath.Join(testfixtures.Repo(), ".cache", "debs", "shim-signed_*.deb"))
 	if len(debs) != 1 {
 		testfixtures.Deb(t, "shim-signed")

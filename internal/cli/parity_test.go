@@ -162,9 +162,7 @@ func equalFinding(a, b scanFinding) bool {
 // Hard links become copies in the XFS image; no rule reads link counts.
 // This is the test that would have caught ext4 images losing their owners.
 func TestScanParity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the fixtures (make fixtures)")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	dir := testfixtures.Path(t, "rootfs")
 	images := []string{"debian.raw", "debian.qcow2", "debian.vhdx", "debian-xfs.raw"}
 	paths := map[string]string{}

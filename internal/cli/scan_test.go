@@ -12,9 +12,7 @@ import (
 // secure boot check gets firmware variables on a disk image; without, the
 // firmware checks are not applicable for want of them.
 func TestScanFirmwareFlags(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the Debian image fixture")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	img := testfixtures.Path(t, "debian.qcow2")
 	na := func(args ...string) (int, int) {
 		t.Helper()

@@ -17,9 +17,7 @@ import (
 // GRUB generation stops it, Microsoft's dbx update and the 2023 CA in db do
 // not.
 func TestFleetWhatIfAgreesWithSecureBoot(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the fixture image")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	img := testfixtures.Path(t, "debian.raw")
 	efivars := testfixtures.Data("secureboot", "efivars-shim-test-data-1")
 	data, addr := t.TempDir(), freeAddr(t)

@@ -153,9 +153,7 @@ func ingest(t *testing.T, s *fleet.Service, id string, src agent.Source) {
 // the hosts with Secure Boot on and spares those with it off; Debian's own
 // dual-signed shim package stops none; the 2023 CA added to db stops none.
 func TestWhatIfFixture(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the fixture image")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	img := testfixtures.Path(t, "debian.raw")
 	s := newService(t)
 	for i := 0; i < 3; i++ {

@@ -63,9 +63,7 @@ func TestLoadChangeNoFixtures(t *testing.T) {
 // TestLoadChangeShimPackage takes the shim (and the GRUB, when --grub does
 // not name one) from Debian's shim-signed package.
 func TestLoadChangeShimPackage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Debian's shim-signed package (fixtures)")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	dir := t.TempDir()
 	deb := gatetest.ShimSignedDeb(t, dir, gatetest.Shim2023Only(t), "99.0", "xz")
 	c, err := gate.LoadChange(secureboot.ChangeFiles{ShimPackage: deb, DBAdd: []string{"microsoft-uefi-ca-2023"}})

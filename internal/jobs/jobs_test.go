@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"io"
 	"net"
 	"net/http"
@@ -169,9 +170,7 @@ func TestQueueLoadSQLite(t *testing.T) {
 }
 
 func TestQueueLoadPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a PostgreSQL server")
-	}
+	testfixtures.Long(t, testfixtures.Services)
 	c := pgtest.Start(t)
 	queueLoad(t, c.NewDatabase(t), 1000)
 }

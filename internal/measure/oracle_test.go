@@ -203,9 +203,7 @@ func parsePE(t *testing.T, b []byte) *authenticode.Image {
 // replaced by its 2023-only variant) the PCR 4 and PCR 7
 // predicted from boot N-1's log equal what boot N measures.
 func TestSwtpmOracle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots QEMU guests (several minutes)")
-	}
+	testfixtures.Long(t, testfixtures.QEMU)
 	for _, tool := range [][2]string{{"qemu-system-x86_64", "qemu-system-x86"}, {"swtpm", "swtpm"}, {"tpm2_eventlog", "tpm2-tools"}} {
 		if _, err := exec.LookPath(tool[0]); err != nil {
 			t.Fatalf("%s not found: install the Debian package %s (scripts/deps.sh)", tool[0], tool[1])

@@ -3,6 +3,7 @@ package measure_test
 import (
 	"bytes"
 	"crypto/x509"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"os"
 	"strings"
 	"testing"
@@ -43,9 +44,7 @@ func changed(p *measure.Prediction) (pcr4, pcr7 bool) { return p.Changed(4), p.C
 // dual-signed shim under Debian's Microsoft-keyed OVMF store) and checks
 // what moves and why; TestSwtpmOracle checks the values against a TPM.
 func TestPredictOffline(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Debian's signed packages (.cache/debs)")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	lg := realLog(t)
 	dual := mustPE(t, gatetest.DualShim(t))
 	only2023 := mustPE(t, gatetest.Shim2023Only(t))

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,9 +48,7 @@ import (
 // puts the images' Authenticode SHA-256 (the same for all four: the
 // certificate table is not hashed) in dbx.
 func TestQEMUDbxEntryTypes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots OVMF under QEMU (not in -short)")
-	}
+	testfixtures.Long(t, testfixtures.QEMU)
 	sh := debianShims(t)
 	unsigned, err := authenticode.RemoveSignature(sh.only2023, 0)
 	if err != nil {

@@ -3,6 +3,7 @@ package secureboot
 import (
 	"crypto"
 	"fmt"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"sort"
 	"strings"
 	"sync"
@@ -29,9 +30,7 @@ import (
 // longer holds, so it is checked against shim's source rules only
 // (TestShimVerify), as are SHA-1 entries and the first-entry-per-list rule.
 func TestQEMUShimLists(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots OVMF under QEMU (not in -short)")
-	}
+	testfixtures.Long(t, testfixtures.QEMU)
 	sh := debianShims(t)
 	grub := deb(t, grubRel)
 	grubImg := parseImage(t, grub)

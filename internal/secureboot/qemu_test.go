@@ -38,9 +38,7 @@ type bootResult struct {
 // stopping as soon as a marker shows on the serial console.
 func bootOVMF(t *testing.T, dir string, esp, vars []byte) bootResult {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("boots OVMF under QEMU (not in -short)")
-	}
+	testfixtures.Long(t, testfixtures.QEMU)
 	qemu := tool(t, "qemu-system-x86_64", "qemu-system-x86")
 	if _, err := os.Stat(ovmfCode); err != nil {
 		t.Fatalf("%v: install the apt package ovmf", err)

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"path/filepath"
 	"testing"
 
@@ -16,9 +17,7 @@ func TestJobsSQLite(t *testing.T) {
 }
 
 func TestJobsPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a PostgreSQL server")
-	}
+	testfixtures.Long(t, testfixtures.Services)
 	c := pgtest.Start(t)
 	storetest.RunJobs(t, func(t *testing.T) store.Store { return mustOpen(t, c.NewDatabase(t)) })
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"path/filepath"
 	"testing"
 
@@ -20,9 +21,7 @@ func TestSQLite(t *testing.T) {
 }
 
 func TestPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a PostgreSQL server")
-	}
+	testfixtures.Long(t, testfixtures.Services)
 	c := pgtest.Start(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
 		u := c.NewDatabase(t)

@@ -139,9 +139,7 @@ func TestXFSCorrupt(t *testing.T) {
 // directory with what the ext4 reader (debian.raw) and the XFS reader
 // (debian-xfs.raw) give for it: mode, owner, size, symlink target.
 func TestMetaFixtures(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the fixtures (make fixtures)")
-	}
+	testfixtures.Long(t, testfixtures.Fixtures)
 	dir := testfixtures.Path(t, "rootfs")
 	src := rootfs.New(rootfs.Dir(dir))
 	for _, img := range []string{"debian.raw", "debian-xfs.raw"} {

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,9 +12,7 @@ import (
 // the control socket appears, and after stop no swtpm of the directory is
 // left running.
 func TestSwtpmStartStop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs swtpm")
-	}
+	testfixtures.Long(t, testfixtures.Services)
 	needTool(t, "swtpm", "swtpm")
 	dir := t.TempDir()
 	tpm, err := startTPM(context.Background(), dir)

@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 	"io"
 	"net/http"
 	"os"
@@ -64,9 +65,7 @@ func mbrImage(t *testing.T) string {
 // flaky cases, a job's results, firmware matrix, state changes and
 // console, the JUnit and HTML downloads, and a rerun of the failed case.
 func TestJobPages(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs Chromium")
-	}
+	testfixtures.Long(t, testfixtures.Services)
 	s := serve(t)
 	ctx := context.Background()
 	admin, _ := api.NewClient(s.url, s.admin, "")

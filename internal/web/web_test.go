@@ -119,9 +119,7 @@ func chromium(t *testing.T) (context.Context, func()) {
 // readiness, a host list behind a count, a host page, a what-if upload and
 // the canary set.
 func TestDashboard(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs Chromium and needs the fixture image")
-	}
+	testfixtures.Long(t, testfixtures.Services, testfixtures.Fixtures)
 	s := serve(t)
 	reader := populate(t, s)
 	ctx, done := chromium(t)
