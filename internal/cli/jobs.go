@@ -286,6 +286,23 @@ func oneLineMsg(s string) string {
 	return s
 }
 
+// clientCall is the body of a client command: check the output flags, make
+// the client, ask the server, render its answer.
+func clientCall[T any](c *cobra.Command, cf *clientFlags, out *outFlags, ask func(*api.Client) (T, error), table func(io.Writer, T) error) error {
+	if err := out.check(); err != nil {
+		return err
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	v, err := ask(cl)
+	if err != nil {
+		return serverError(err)
+	}
+	return out.render(c.OutOrStdout(), v, func(w io.Writer) error { return table(w, v) })
+}
+
 func newJobGetCmd() *cobra.Command {
 	var cf clientFlags
 	var out outFlags
@@ -293,18 +310,7 @@ func newJobGetCmd() *cobra.Command {
 		Use: "get NAME", Short: "Show a job and its results", Args: cobra.ExactArgs(1),
 		Example: `  vouch job get job-20261202-063000-1a2b3c4d --query "properties.results[?status=='FAILED'].testName"`,
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			cl, err := cf.client()
-			if err != nil {
-				return err
-			}
-			j, err := cl.Job(c.Context(), args[0])
-			if err != nil {
-				return serverError(err)
-			}
-			return out.render(c.OutOrStdout(), j, func(w io.Writer) error { return jobTable(w, j) })
+			return clientCall(c, &cf, &out, func(cl *api.Client) (jobs.Job, error) { return cl.Job(c.Context(), args[0]) }, jobTable)
 		},
 	}
 	cf.register(c)
@@ -359,18 +365,7 @@ func newJobCancelCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "cancel NAME", Short: "Cancel a job (a running VM is stopped within seconds)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			cl, err := cf.client()
-			if err != nil {
-				return err
-			}
-			j, err := cl.CancelJob(c.Context(), args[0])
-			if err != nil {
-				return serverError(err)
-			}
-			return out.render(c.OutOrStdout(), j, func(w io.Writer) error { return jobTable(w, j) })
+			return clientCall(c, &cf, &out, func(cl *api.Client) (jobs.Job, error) { return cl.CancelJob(c.Context(), args[0]) }, jobTable)
 		},
 	}
 	cf.register(c)
@@ -494,18 +489,8 @@ func newTemplateCmd() *cobra.Command {
 	var gout outFlags
 	get := &cobra.Command{Use: "get NAME", Short: "Show a template", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := gout.check(); err != nil {
-				return err
-			}
-			cl, err := gcf.client()
-			if err != nil {
-				return err
-			}
-			t, err := cl.Template(c.Context(), args[0])
-			if err != nil {
-				return serverError(err)
-			}
-			return gout.render(c.OutOrStdout(), t, func(w io.Writer) error { return templateTable(w, []jobs.Template{t}) })
+			return clientCall(c, &gcf, &gout, func(cl *api.Client) (jobs.Template, error) { return cl.Template(c.Context(), args[0]) },
+				func(w io.Writer, t jobs.Template) error { return templateTable(w, []jobs.Template{t}) })
 		}}
 	gcf.register(get)
 	gout.register(get)
@@ -514,18 +499,7 @@ func newTemplateCmd() *cobra.Command {
 	var lout outFlags
 	list := &cobra.Command{Use: "list", Short: "List templates", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := lout.check(); err != nil {
-				return err
-			}
-			cl, err := lcf.client()
-			if err != nil {
-				return err
-			}
-			ts, err := cl.Templates(c.Context())
-			if err != nil {
-				return serverError(err)
-			}
-			return lout.render(c.OutOrStdout(), ts, func(w io.Writer) error { return templateTable(w, ts) })
+			return clientCall(c, &lcf, &lout, func(cl *api.Client) ([]jobs.Template, error) { return cl.Templates(c.Context()) }, templateTable)
 		}}
 	lcf.register(list)
 	lout.register(list)
