@@ -146,8 +146,12 @@ func TestQEMUDbxEntryTypes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := s.AppendSignatureList("dbt", isdb, efi.SignatureList{Type: efi.CertX509GUID, Signatures: []efi.SignatureData{{Owner: testOwner, Data: chains[0].root.Cert.Raw}, {Owner: testOwner, Data: chains[1].root.Cert.Raw}}}); err != nil {
-			t.Fatal(err)
+		// One list per certificate: an X509 list's entries share one size,
+		// and two generated certificates differ in length by chance.
+		for _, c := range []*x509.Certificate{chains[0].root.Cert, chains[1].root.Cert} {
+			if err := s.AppendSignatureList("dbt", isdb, efi.SignatureList{Type: efi.CertX509GUID, Signatures: []efi.SignatureData{{Owner: testOwner, Data: c.Raw}}}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return s.Bytes()
 	}
