@@ -32,11 +32,17 @@ need=(
   "swtpm swtpm"
   "tpm2_eventlog tpm2-tools"
   "dpkg-deb dpkg"
+  "cryptsetup cryptsetup-bin"
+  "clevis clevis"
+  "clevis-luks-bind clevis-luks"
+  "clevis-encrypt-tpm2 clevis-tpm2"
+  "systemd-cryptenroll systemd"
 )
 files=(
   "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf"
   "/usr/share/OVMF/OVMF_VARS_4M.ms.fd ovmf"
   "/usr/lib/postgresql postgresql"
+  "/usr/lib/x86_64-linux-gnu/libtss2-tcti-swtpm.so.0 libtss2-tcti-swtpm0"
 )
 missing=()
 for pair in "${need[@]}"; do
