@@ -11,7 +11,8 @@ import (
 )
 
 // sealedVerdicts says, for `vouch gate shim`, whether the target's
-// TPM-sealed disks (crypttab) would still unlock after the new shim is
+// TPM-sealed disks (crypttab, LUKS2 tokens: Clevis tpm2 pins,
+// systemd-tpm2) would still unlock after the new shim is
 // installed, predicting PCR 4 and 7 from --tpm-log or, on the live host, its
 // own event log; blocks is true when one would not.
 func (g *gateOpts) sealedVerdicts(shim *gate.Binary) ([]measure.SealVerdict, bool, error) {
@@ -23,10 +24,10 @@ func (g *gateOpts) sealedVerdicts(shim *gate.Binary) ([]measure.SealVerdict, boo
 			return nil, false, &exitError{code: ExitError, err: err}
 		}
 		defer t.Close()
+		if sealed, _, err = measure.Sealed(t); err != nil {
+			return nil, false, &exitError{code: ExitError, err: err}
+		}
 		if t.Root != nil {
-			if sealed, err = measure.SealedDisks(t.Root); err != nil {
-				return nil, false, &exitError{code: ExitError, err: err}
-			}
 			if t.Kind == target.KindLive && g.tpmLog == "" {
 				if b, err := fs.ReadFile(t.Root, measure.LogPath); err == nil {
 					if log, err = measure.Parse(b, "/"+measure.LogPath); err != nil {

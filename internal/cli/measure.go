@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sort"
 	"strconv"
@@ -240,6 +241,7 @@ func measureChange(c *secureboot.Change) (measure.Change, error) {
 
 func newMeasurePredictCmd() *cobra.Command {
 	var format, installedShim, root string
+	var luksFiles []string
 	var cf *changeFlags
 	c := &cobra.Command{
 		Use:   "predict [LOG]",
@@ -249,10 +251,12 @@ fresh variable store) and re-makes the measurements the change alters: the db an
 firmware will measure, the db entry that will authorise shim (edk2's rules), the
 SbatLevel shim will measure, the Authenticode digests of new boot applications. It
 prints the old and new PCR 4 and 7 per bank, which events change and why, and
-whether disks sealed to those PCRs (crypttab tpm2-device=) will still unlock.`,
+whether disks sealed to those PCRs (crypttab tpm2-device=, --luks volumes' Clevis
+tpm2 pins and systemd-tpm2 tokens) will still unlock.`,
 		Example: `  vouch measure predict --db-add windows_uefi_ca_2023.der --installed-shim shimx64.efi LOG
   vouch measure predict --dbx-update DBXUpdate.bin LOG
-  vouch measure predict --kernel /boot/vmlinuz-new --root / LOG`,
+  vouch measure predict --kernel /boot/vmlinuz-new --root / LOG
+  vouch measure predict --db-add microsoft-uefi-ca-2023 --luks /dev/nvme0n1p3 LOG`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if format != "table" && format != "json" {
@@ -285,11 +289,21 @@ whether disks sealed to those PCRs (crypttab tpm2-device=) will still unlock.`,
 			if err != nil {
 				return &exitError{code: ExitError, err: err}
 			}
-			var sealed []measure.SealedDisk
-			if root != "" {
-				if sealed, err = measure.SealedDisks(os.DirFS(root)); err != nil {
+			var vols []measure.Volume
+			for _, f := range luksFiles {
+				v, err := measure.ReadVolume(f)
+				if err != nil {
 					return &exitError{code: ExitError, err: err}
 				}
+				vols = append(vols, v)
+			}
+			var rootFS fs.FS
+			if root != "" {
+				rootFS = os.DirFS(root)
+			}
+			sealed, err := measure.SealedFrom(rootFS, vols)
+			if err != nil {
+				return &exitError{code: ExitError, err: err}
 			}
 			out := struct {
 				*measure.Prediction
@@ -329,5 +343,6 @@ whether disks sealed to those PCRs (crypttab tpm2-device=) will still unlock.`,
 	c.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	c.Flags().StringVar(&installedShim, "installed-shim", "", "the shim that booted (to tell which db entry authorises it after a db or dbx change)")
 	c.Flags().StringVar(&root, "root", "", "a root directory whose etc/crypttab names disks sealed to the TPM")
+	c.Flags().StringArrayVar(&luksFiles, "luks", nil, "a LUKS2 volume (block device or file) whose tokens (Clevis tpm2 pins, systemd-tpm2) seal a key to the TPM; repeatable")
 	return c
 }

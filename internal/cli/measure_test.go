@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -113,5 +114,40 @@ func TestMeasurePredictShimPackage(t *testing.T) {
 	code, out, errs := run(t, "measure", "predict", "-o", "json", "--shim-package", debs[0], measureLog)
 	if code != 0 || strings.Contains(out, `"changed": true`) || !strings.Contains(out, "same Authenticode digest") && !strings.Contains(out, `"changes": null`) {
 		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestMeasurePredictKernelAndLUKS predicts a new kernel (--kernel: any
+// signed EFI image stands for it; mmx64.efi here) for a machine whose LUKS2
+// volume (--luks, made by Debian's cryptsetup with a systemd-tpm2 token as
+// systemd-cryptenroll writes it) is sealed to PCR 4+7, and the fixture's own
+// kernel, which the log measured: PCR 4 stays.
+func TestMeasurePredictKernelAndLUKS(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers)
+	dir := t.TempDir()
+	vol := filepath.Join(dir, "luks.img")
+	tok := filepath.Join(dir, "token.json")
+	os.WriteFile(filepath.Join(dir, "key"), []byte("secret"), 0o600)
+	os.WriteFile(tok, []byte(`{"type":"systemd-tpm2","keyslots":["0"],"tpm2-blob":"AA==","tpm2-pcrs":[4,7],"tpm2-pcr-bank":"sha256","tpm2-primary-alg":"ecc","tpm2-policy-hash":"00","tpm2-pin":false}`), 0o600)
+	for _, c := range [][]string{
+		{"truncate", "-s", "20M", vol},
+		{"cryptsetup", "luksFormat", "-q", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", vol, filepath.Join(dir, "key")},
+		{"cryptsetup", "token", "import", "--json-file", tok, vol},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s (scripts/deps.sh installs cryptsetup-bin)", c, err, out)
+		}
+	}
+	mm := testfixtures.Deb(t, "shim-helpers-amd64-signed/usr/lib/shim/mmx64.efi.signed")
+	code, out, errs := run(t, "measure", "predict", "--kernel", mm, "--luks", vol, measureLog)
+	if code != 0 || !strings.Contains(out, "the kernel image") || !strings.Contains(out, "will not unlock from the TPM: sealed to PCR 4+7 (systemd-cryptenroll's systemd-tpm2 token (LUKS2 token 0 of "+vol) {
+		t.Errorf("new kernel: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = run(t, "measure", "predict", "--kernel", testfixtures.Kernel(t), "--luks", vol, measureLog)
+	if code != 0 || !strings.Contains(out, "note: the new kernel has the same Authenticode digest") || !strings.Contains(out, "still unlocks: sealed to PCR 4+7") {
+		t.Errorf("the measured kernel again: exit %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := run(t, "measure", "predict", "--kernel", mm, "--luks", filepath.Join(dir, "key"), measureLog); code != 2 || !strings.Contains(errs, "not a LUKS volume") {
+		t.Errorf("--luks on a file that is not LUKS: exit %d %q", code, errs)
 	}
 }

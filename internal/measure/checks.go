@@ -161,7 +161,7 @@ func runAuthority(_ context.Context, env *check.Env) []check.Result {
 }
 
 func runSealed(_ context.Context, env *check.Env) []check.Result {
-	disks, err := SealedDisks(env.Target.Root)
+	disks, notes, err := Sealed(env.Target)
 	if err != nil {
 		return check.Errorf("%v", err)
 	}
@@ -175,7 +175,7 @@ func runSealed(_ context.Context, env *check.Env) []check.Result {
 		}
 	}
 	if len(on7) == 0 {
-		return check.NA("no crypttab entry is unlocked by the TPM with PCR 7")
+		return check.NA("no disk is unlocked by the TPM with PCR 7 (crypttab tpm2-device=, Clevis tpm2 pins, systemd-tpm2 tokens)")
 	}
 	ev, res := load(env)
 	if res != nil {
@@ -193,11 +193,19 @@ func runSealed(_ context.Context, env *check.Env) []check.Result {
 	}
 	var out []check.Result
 	for _, d := range on7 {
-		r := check.Result{Subject: d.Name, Status: finding.Pass, Message: fmt.Sprintf("%s (%s) is sealed to PCR %s; no CA-transition change is pending", d.Name, d.Device, joinInts(d.PCRs))}
-		if len(pending) > 0 {
+		via := ""
+		if d.Source != "" {
+			via = " by " + d.Source
+		}
+		r := check.Result{Subject: d.Name, Status: finding.Pass, Message: fmt.Sprintf("%s (%s) is sealed to PCR %s%s; no CA-transition change is pending", d.Name, d.Device, joinInts(d.PCRs), via), Evidence: notes}
+		switch {
+		case len(pending) > 0 && d.Fallback != "":
+			r.Message = fmt.Sprintf("%s (%s) is sealed to PCR %s%s and the CA transition will change PCR 7: the TPM binding breaks, but %s", d.Name, d.Device, joinInts(d.PCRs), via, d.Fallback)
+			r.Evidence = append(append([]string{}, pending...), notes...)
+		case len(pending) > 0:
 			r.Status = finding.Fail
-			r.Message = fmt.Sprintf("%s (%s) is sealed to PCR %s and the CA transition will change PCR 7: it will ask for its recovery key", d.Name, d.Device, joinInts(d.PCRs))
-			r.Evidence = pending
+			r.Message = fmt.Sprintf("%s (%s) is sealed to PCR %s%s and the CA transition will change PCR 7: it will ask for its recovery key", d.Name, d.Device, joinInts(d.PCRs), via)
+			r.Evidence = append(append([]string{}, pending...), notes...)
 		}
 		out = append(out, r)
 	}

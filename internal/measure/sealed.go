@@ -11,15 +11,23 @@ import (
 	"strings"
 )
 
-// SealedDisk is a crypttab(5) entry unlocked by the TPM.
+// SealedDisk is a disk the TPM unlocks: a crypttab(5) entry with
+// tpm2-device=, or a LUKS2 token that binds a key to the TPM (then one
+// SealedDisk per token).
 type SealedDisk struct {
 	Name   string `json:"name"`
 	Device string `json:"device"`
-	// PCRs are the PCRs the key is sealed to: crypttab's tpm2-pcrs=, else
-	// systemd-cryptenroll's default (7), PCRsKnown false.
+	// PCRs are the PCRs the key is sealed to: the token's, crypttab's
+	// tpm2-pcrs=, else systemd-cryptenroll's default (7), PCRsKnown false.
 	PCRs      []int `json:"pcrs"`
 	PCRsKnown bool  `json:"pcrsKnown"`
-	Line      int   `json:"line"`
+	Line      int   `json:"line,omitempty"`
+	// Source says where the PCRs come from (crypttab, or which LUKS2
+	// token); empty for crypttab.
+	Source string `json:"source,omitempty"`
+	// Fallback says how the disk unlocks when the TPM will not (a Clevis
+	// sss pin whose other pins meet its threshold).
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // SealVerdict says whether a sealed disk unlocks after a change.
@@ -33,9 +41,28 @@ type SealVerdict struct {
 const CrypttabPath = "etc/crypttab"
 
 // SealedDisks reads etc/crypttab under root and returns the entries with a
-// tpm2-device= option. No crypttab is no sealed disk. Clevis tpm2 pins live
-// in the LUKS2 header's tokens, which this does not read.
+// tpm2-device= option. No crypttab is no sealed disk. Clevis tpm2 pins and
+// systemd-tpm2 tokens live in the LUKS2 headers: Sealed reads those too.
 func SealedDisks(root fs.FS) ([]SealedDisk, error) {
+	entries, err := crypttab(root)
+	var out []SealedDisk
+	for _, e := range entries {
+		if e.tpm {
+			out = append(out, e.disk)
+		}
+	}
+	return out, err
+}
+
+// crypttabEntry is one line of crypttab: the disk as sealed by crypttab's
+// options, its device field, and whether it names tpm2-device=.
+type crypttabEntry struct {
+	disk   SealedDisk
+	device string
+	tpm    bool
+}
+
+func crypttab(root fs.FS) ([]crypttabEntry, error) {
 	b, err := fs.ReadFile(root, CrypttabPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -43,16 +70,20 @@ func SealedDisks(root fs.FS) ([]SealedDisk, error) {
 	if err != nil {
 		return nil, fmt.Errorf("measure: %s: %w", CrypttabPath, err)
 	}
-	var out []SealedDisk
+	var out []crypttabEntry
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		f := strings.Fields(sc.Text())
-		if len(f) < 4 || strings.HasPrefix(f[0], "#") {
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
 		d := SealedDisk{Name: f[0], Device: f[1], Line: n}
 		tpm := false
-		for _, o := range strings.Split(f[3], ",") {
+		opts := ""
+		if len(f) >= 4 {
+			opts = f[3]
+		}
+		for _, o := range strings.Split(opts, ",") {
 			k, v, _ := strings.Cut(o, "=")
 			switch k {
 			case "tpm2-device":
@@ -70,14 +101,11 @@ func SealedDisks(root fs.FS) ([]SealedDisk, error) {
 				}
 			}
 		}
-		if !tpm {
-			continue
-		}
 		if !d.PCRsKnown {
 			d.PCRs = []int{7}
 		}
 		sort.Ints(d.PCRs)
-		out = append(out, d)
+		out = append(out, crypttabEntry{disk: d, device: f[1], tpm: tpm})
 	}
 	return out, sc.Err()
 }
@@ -103,16 +131,22 @@ func JudgeSealed(disks []SealedDisk, p *Prediction) []SealVerdict {
 			}
 		}
 		src := "crypttab tpm2-pcrs="
-		if !d.PCRsKnown {
+		switch {
+		case d.Source != "":
+			src = d.Source
+		case !d.PCRsKnown:
 			src = "systemd-cryptenroll's default, as crypttab gives no tpm2-pcrs="
 		}
-		if p.Refused != "" {
+		switch {
+		case p.Refused != "":
 			v.Unlocks = false
 			v.Verdict = "the machine the log measured would not boot the change at all: " + p.Refused
-		} else if len(moved) > 0 {
+		case len(moved) > 0 && d.Fallback != "":
+			v.Verdict = fmt.Sprintf("its TPM binding breaks: sealed to PCR %s (%s) and the change moves PCR %s; it still unlocks, as %s", joinInts(d.PCRs), src, strings.Join(moved, ", "), d.Fallback)
+		case len(moved) > 0:
 			v.Unlocks = false
 			v.Verdict = fmt.Sprintf("will not unlock from the TPM: sealed to PCR %s (%s) and the change moves PCR %s; re-enrol after the change or keep a recovery key at hand", joinInts(d.PCRs), src, strings.Join(moved, ", "))
-		} else {
+		default:
 			v.Verdict = fmt.Sprintf("still unlocks: sealed to PCR %s (%s), which the change leaves alone", joinInts(d.PCRs), src)
 		}
 		out = append(out, v)
@@ -165,7 +199,7 @@ func GateSealed(disks []SealedDisk, lg *Log, ch Change, inst Installed) (verdict
 		for _, d := range disks {
 			v := SealVerdict{Disk: d, Unlocks: true, Verdict: fmt.Sprintf("still unlocks: sealed to PCR %s, which a new shim, GRUB or kernel leaves alone", joinInts(d.PCRs))}
 			for _, p := range d.PCRs {
-				if p == 4 || p == 7 {
+				if (p == 4 || p == 7) && d.Fallback == "" {
 					v.Unlocks = false
 					v.Verdict = fmt.Sprintf("may not unlock from the TPM: sealed to PCR %s, and a new boot application changes PCR 4 and may change PCR 7 (no TPM event log to predict from: give one, or keep a recovery key at hand)", joinInts(d.PCRs))
 				}

@@ -21,6 +21,7 @@ import (
 	"github.com/vouch-dev/vouch/internal/container"
 	"github.com/vouch-dev/vouch/internal/disk"
 	"github.com/vouch-dev/vouch/internal/fatfs"
+	"github.com/vouch-dev/vouch/internal/luks"
 	"github.com/vouch-dev/vouch/internal/rootfs"
 )
 
@@ -68,7 +69,21 @@ type Image struct {
 	VirtualSize int64
 	Table       *disk.Table
 	Filesystems []Filesystem
-	img         container.Image
+	// Note says what of the image was not read (an encrypted root).
+	Note string
+	// LUKS are the LUKS2 volumes of its partitions, with their headers (the
+	// tokens that unlock them with the TPM): read in the clear, nothing is
+	// decrypted.
+	LUKS []LUKSVolume
+	img  container.Image
+}
+
+// LUKSVolume is a LUKS volume in a partition of an image: its header, or
+// why it could not be read (a LUKS1 volume, a damaged header).
+type LUKSVolume struct {
+	Partition int
+	Header    *luks.Header
+	Err       error
 }
 
 // BytesRead is how many bytes of the image file(s) vouch has read so far.
@@ -260,7 +275,7 @@ func (t *Target) readImage(im *Image) error {
 		sec := io.NewSectionReader(im.img, p.Start, p.Size)
 		cands = append(cands, candidate{p, sec, disk.Probe(sec, p.Size)})
 	}
-	var unsupported []string
+	var unsupported, encrypted []string
 	// The ESP: by partition type first, then any FAT file system with an EFI directory.
 	for pass := 0; pass < 2 && t.ESP == nil; pass++ {
 		for _, c := range cands {
@@ -291,7 +306,12 @@ func (t *Target) readImage(im *Image) error {
 			}
 			switch c.info.Type {
 			case disk.FSExt2, disk.FSExt3, disk.FSExt4, disk.FSXFS:
-			case disk.FSBtrfs, disk.FSLVM, disk.FSLUKS, disk.FSMDRaid:
+			case disk.FSLUKS:
+				// An encrypted root stays closed: the target is its ESP,
+				// and the LUKS header (read below) says what unlocks it.
+				encrypted = append(encrypted, fmt.Sprintf("partition %d", c.part.Index))
+				continue
+			case disk.FSBtrfs, disk.FSLVM, disk.FSMDRaid:
 				if pass == 0 {
 					return &Error{Path: t.Path, Unsupported: true,
 						Reason: fmt.Sprintf("root partition %d holds %s, which vouch does not read yet", c.part.Index, fsDisplay(c.info.Type))}
@@ -325,13 +345,23 @@ func (t *Target) readImage(im *Image) error {
 	}
 	for _, c := range cands {
 		im.addFilesystem(c.part.Index, c.info)
+		if c.info.Type == disk.FSLUKS {
+			h, err := luks.Read(c.sec, c.part.Size, fmt.Sprintf("%s partition %d", t.Path, c.part.Index))
+			im.LUKS = append(im.LUKS, LUKSVolume{Partition: c.part.Index, Header: h, Err: err})
+		}
 	}
 	if t.Root == nil && len(unsupported) > 0 {
 		return &Error{Path: t.Path, Unsupported: true,
 			Reason: fmt.Sprintf("no readable root file system: %s, which vouch does not read yet", joinAnd(unsupported))}
 	}
+	if t.Root == nil && t.ESP == nil && len(encrypted) > 0 {
+		return &Error{Path: t.Path, Unsupported: true, Reason: fmt.Sprintf("%s LUKS-encrypted and there is no EFI System Partition: nothing vouch can read", joinAnd(encrypted))}
+	}
 	if t.Root == nil && t.ESP == nil {
 		return &Error{Path: t.Path, Reason: fmt.Sprintf("no root file system and no EFI System Partition found (%s, %d partitions)", table.Kind, len(table.Partitions))}
+	}
+	if t.Root == nil && len(encrypted) > 0 {
+		im.Note = "the root file system (" + joinAnd(encrypted) + ") is LUKS-encrypted: only the ESP and the LUKS headers are read"
 	}
 	return nil
 }
