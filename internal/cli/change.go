@@ -56,7 +56,7 @@ func addChangeFlags(c *cobra.Command, parts changePart) *changeFlags {
 	}
 	if parts&changeStages != 0 {
 		fl.StringVar(&f.files.GRUB, "grub", "", "the GRUB (second stage) the new shim will load")
-		fl.StringVar(&f.files.Kernel, "kernel", "", "the kernel GRUB will hand to the new shim")
+		fl.StringVar(&f.files.Kernel, "kernel", "", "the kernel GRUB will hand to the new shim: a vmlinuz file or the .deb/.rpm that installs it")
 	}
 	return f
 }

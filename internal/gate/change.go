@@ -115,7 +115,12 @@ func loadChange(f secureboot.ChangeFiles, mem map[string][]byte) (*secureboot.Ch
 		}
 	}
 	if f.Kernel != "" {
-		if c.Kernel, err = readEFI(f.Kernel, false); err != nil {
+		// A kernel image, or the .deb/.rpm that installs it.
+		if isPackage(f.Kernel, mem) {
+			if c.Kernel, err = packageKernel(f.Kernel, mem); err != nil {
+				return nil, err
+			}
+		} else if c.Kernel, err = readEFI(f.Kernel, false); err != nil {
 			return nil, err
 		}
 	}
@@ -183,4 +188,40 @@ func BesideShim(shim string) *Binary {
 		}
 	}
 	return nil
+}
+
+// isPackage reports whether the file name (on disk, or in mem when mem is
+// not nil) starts like a .deb or an .rpm.
+func isPackage(name string, mem map[string][]byte) bool {
+	head, ok := mem[name]
+	if mem == nil {
+		f, err := os.Open(name)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		head = make([]byte, 96)
+		n, _ := f.Read(head)
+		head, ok = head[:n], true
+	}
+	return ok && (IsDeb(head) || IsRPM(head))
+}
+
+// packageKernel is the kernel image a package installs (--kernel
+// linux-image-*.deb).
+func packageKernel(name string, mem map[string][]byte) (*Binary, error) {
+	var p *Package
+	var err error
+	if mem == nil {
+		p, err = ReadPackageFile(name, "", ReadOptions{Kernels: true})
+	} else {
+		p, err = readPackageBytes(name, mem)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if k := PackageStages([]*Package{p}, Stages{}).Kernel; k != nil {
+		return k, nil
+	}
+	return nil, &InputError{File: name, Reason: "installs no kernel image (boot/vmlinuz-*)"}
 }

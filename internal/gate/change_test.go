@@ -1,6 +1,7 @@
 package gate_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,5 +90,31 @@ func TestLoadChangeShimPackage(t *testing.T) {
 	plain := gatetest.PlainDeb(t, dir, "hello", map[string][]byte{"usr/share/doc/hello/README": []byte("hi")}, true)
 	if _, err := gate.LoadChange(secureboot.ChangeFiles{ShimPackage: plain}); err == nil || !strings.Contains(err.Error(), "holds no signed shim") {
 		t.Errorf("package without a shim: %v", err)
+	}
+}
+
+// TestLoadChangeKernelPackage takes --kernel as the package that installs
+// the kernel (a linux-image .deb; any signed PE image stands for vmlinuz),
+// from disk and from memory; a package without one is an input error.
+func TestLoadChangeKernelPackage(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Fixtures, testfixtures.Peers)
+	dir := t.TempDir()
+	pe := gatetest.ReadDebFile(t, "shim-helpers-amd64-signed/usr/lib/shim/mmx64.efi.signed")
+	deb := gatetest.PlainDeb(t, dir, "linux-image-test", map[string][]byte{"boot/vmlinuz-9.9.9-1-amd64": pe, "boot/config-9.9.9-1-amd64": []byte("CONFIG_X=y\n")}, true)
+	c, err := gate.LoadChange(secureboot.ChangeFiles{Kernel: deb})
+	if err != nil || c.Kernel == nil || !strings.HasPrefix(c.Kernel.Name, "boot/vmlinuz-9.9.9-1-amd64 from linux-image-test") {
+		t.Fatalf("from disk: %+v %v", c, err)
+	}
+	b, err := os.ReadFile(deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = gate.LoadChangeBytes(secureboot.ChangeFiles{Kernel: "k.deb"}, map[string][]byte{"k.deb": b})
+	if err != nil || c.Kernel == nil {
+		t.Fatalf("from memory: %+v %v", c, err)
+	}
+	none := gatetest.PlainDeb(t, dir, "no-kernel", map[string][]byte{"usr/share/doc/x": []byte("x")}, true)
+	if _, err := gate.LoadChange(secureboot.ChangeFiles{Kernel: none}); err == nil || !strings.Contains(err.Error(), "installs no kernel image") {
+		t.Errorf("no kernel: %v", err)
 	}
 }
