@@ -154,15 +154,15 @@ func (e crypttabEntry) matches(v Volume) bool {
 
 // devicePath is the running system's path of a crypttab device field:
 // UUID=, PARTUUID=, LABEL=, PARTLABEL= as udev's /dev/disk links, or an
-// absolute path; "" for what names no device (none, a file on a mount).
+// absolute path; "" for anything else.
 func devicePath(dev string) string {
 	for k, dir := range map[string]string{"UUID=": "by-uuid", "PARTUUID=": "by-partuuid", "LABEL=": "by-label", "PARTLABEL=": "by-partlabel"} {
 		if v, ok := strings.CutPrefix(dev, k); ok && v != "" && !strings.Contains(v, "/") {
 			return "/dev/disk/" + dir + "/" + v
 		}
 	}
-	if strings.HasPrefix(dev, "/dev/") {
-		return dev
+	if path.IsAbs(dev) {
+		return dev // a device, or a file cryptsetup attaches to a loop device
 	}
 	return ""
 }

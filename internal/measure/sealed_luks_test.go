@@ -1,6 +1,7 @@
 package measure_test
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -13,8 +14,11 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/vouch-dev/vouch/internal/check"
+	"github.com/vouch-dev/vouch/internal/finding"
 	"github.com/vouch-dev/vouch/internal/measure"
 	"github.com/vouch-dev/vouch/internal/mscerts"
+	"github.com/vouch-dev/vouch/internal/rootfs"
 	"github.com/vouch-dev/vouch/internal/target"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
@@ -158,5 +162,51 @@ func TestSealedImage(t *testing.T) {
 	}
 	if len(disks) != 2 || disks[0].Name != "luks-"+uuid || disks[0].Device != "partition 2" || !reflect.DeepEqual(disks[0].PCRs, []int{4, 7}) {
 		t.Errorf("sealed disks of the image: %+v", disks)
+	}
+}
+
+// TestSealedLive reads, on the running system, the LUKS2 header of the
+// device crypttab names (a file here: crypttab may name one) and merges its
+// tokens with the entry.
+func TestSealedLive(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
+	dir := t.TempDir()
+	vol, _ := sealedVolume(t, dir)
+	root := fstest.MapFS{measure.CrypttabPath: &fstest.MapFile{Data: []byte("data " + vol + " none luks\nmissing UUID=0000 none luks\n")}}
+	disks, notes, err := measure.Sealed(&target.Target{Kind: target.KindLive, Path: "/", Root: rootfs.New(root)})
+	if err != nil || len(notes) != 0 {
+		t.Fatal(err, notes)
+	}
+	if len(disks) != 2 || disks[0].Name != "data" || disks[0].Device != vol || !reflect.DeepEqual(disks[0].PCRs, []int{4, 7}) || disks[1].Fallback == "" {
+		t.Errorf("live: %+v", disks)
+	}
+}
+
+// TestSealedCheckLUKS runs the sealed-pcr7 check on a live root whose
+// crypttab names a volume sealed through LUKS2 tokens (the real log: shim
+// authorised by the 2011 CA, so a PCR 7 change is pending): the
+// systemd-tpm2 token fails; the sss pin with tang does not.
+func TestSealedCheckLUKS(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Peers)
+	dir := t.TempDir()
+	vol, _ := sealedVolume(t, dir)
+	lg, err := os.ReadFile("testdata/ovmf-swtpm-debian12.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := fstest.MapFS{
+		measure.LogPath:      &fstest.MapFile{Data: lg},
+		measure.CrypttabPath: &fstest.MapFile{Data: []byte("data " + vol + " none luks\n")},
+	}
+	env := &check.Env{Target: &target.Target{Kind: target.KindLive, Path: "/", Root: rootfs.New(root)}}
+	var got []finding.Finding
+	for _, f := range check.Run(context.Background(), env, measure.Checks()) {
+		if f.ID == "measured-boot.sealed-pcr7" {
+			got = append(got, f)
+		}
+	}
+	if len(got) != 2 || got[0].Status != finding.Fail || !strings.Contains(got[0].Message, "systemd-tpm2 token") ||
+		got[1].Status != finding.Pass || !strings.Contains(got[1].Message, "the TPM binding breaks, but its Clevis") {
+		t.Errorf("sealed-pcr7: %+v", got)
 	}
 }
