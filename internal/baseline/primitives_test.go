@@ -170,6 +170,11 @@ func TestModulesPackagesUnits(t *testing.T) {
 		{name: "removed package keeps config", rule: "baseline.pkg-telnet-client-absent", want: finding.Pass,
 			files: fstest.MapFS{"var/lib/dpkg/status": dpkg("telnet=deinstall ok config-files")}},
 		{name: "no dpkg database", rule: "baseline.pkg-telnet-client-absent", want: finding.NotApplicable},
+		{name: "distroless status.d", rule: "baseline.pkg-telnet-client-absent", want: finding.Fail, substr: "telnet 2",
+			files: fstest.MapFS{"var/lib/dpkg/status.d/telnet": file("Package: telnet\nVersion: 2\nArchitecture: amd64\n")}},
+		{name: "one architecture installed", rule: "baseline.pkg-telnet-client-absent", want: finding.Fail, substr: "telnet 1",
+			files: fstest.MapFS{"var/lib/dpkg/status": file("Package: telnet\nArchitecture: amd64\nStatus: install ok installed\nVersion: 1\n\n" +
+				"Package: telnet\nArchitecture: i386\nStatus: deinstall ok config-files\nVersion: 1\n\n")}},
 		{name: "unit enabled by a wants link", rule: "baseline.chrony-enabled", want: finding.Pass,
 			files: fstest.MapFS{"var/lib/dpkg/status": dpkg("chrony"), "usr/lib/systemd/system/chrony.service": file("[Unit]\n"),
 				"etc/systemd/system/multi-user.target.wants/chrony.service": link("/lib/systemd/system/chrony.service")}},
