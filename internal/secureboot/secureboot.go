@@ -21,9 +21,7 @@
 package secureboot
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -98,11 +96,6 @@ func describeCert(c *x509.Certificate) string {
 		return fmt.Sprintf("%s (%s)", k.Name, k.ID)
 	}
 	return certName(c)
-}
-
-func fingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(sum[:])
 }
 
 // topLevel returns the signatures firmware and shim evaluate: each
