@@ -48,10 +48,9 @@ type ext4FS struct {
 	inodeTables   []uint64 // by group: first block of its inode table
 	fileTypeInDir bool     // FILETYPE: the directory entry carries the type
 
-	mu       sync.Mutex
-	dirs     map[uint32]*ext4Dir
-	dirNames int // entries held in dirs, to bound memory
-	inodeC   map[uint32]*ext4Inode
+	mu     sync.Mutex // guards inodeC
+	inodeC map[uint32]*ext4Inode
+	dirs   dirCache[uint32]
 }
 
 // Feature flags (s_feature_incompat) that change how the file system is read.
@@ -122,7 +121,6 @@ func newExt4FS(r *io.SectionReader) (*ext4FS, error) {
 		inodesPerGrp: le.Uint32(sb[0x28:]),
 		inodeSize:    128,
 		featIncompat: le.Uint32(sb[0x60:]),
-		dirs:         map[uint32]*ext4Dir{},
 		inodeC:       map[uint32]*ext4Inode{},
 	}
 	e.fileTypeInDir = e.featIncompat&ext4IncompatFiletype != 0

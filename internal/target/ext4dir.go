@@ -4,34 +4,21 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io/fs"
-	"slices"
-	"strings"
 )
 
 // ext4 directories (see ext4.go): linear directory blocks, or entries inline
 // in the inode, read once per directory and kept by inode; and the walk of a
 // path from the root through them.
 
-// ext4Dir is a directory read once: its entries by name and in name order.
-type ext4Dir struct {
-	byName map[string]ext4DirEnt
-	sorted []string
-}
-
-type ext4DirEnt struct {
-	ino uint32
-	typ byte // file type from the entry (EXT4_FT_*), 0 when unknown
-}
+// ext4Dir is a directory read once (fsdir.go).
+type ext4Dir = dirTable[uint32]
 
 // dir returns the listing of directory inode in, reading it on first use.
 func (e *ext4FS) dir(in *ext4Inode) (*ext4Dir, error) {
-	e.mu.Lock()
-	d := e.dirs[in.ino]
-	e.mu.Unlock()
-	if d != nil {
+	if d := e.dirs.get(in.ino); d != nil {
 		return d, nil
 	}
-	d = &ext4Dir{byName: map[string]ext4DirEnt{}}
+	d := newDirTable[uint32]()
 	if in.flags&ext4InlineDataFl != 0 {
 		// i_block: the parent's inode number, then entries; system.data
 		// holds more entries (fs/ext4/inline.c).
@@ -66,19 +53,7 @@ func (e *ext4FS) dir(in *ext4Inode) (*ext4Dir, error) {
 			}
 		}
 	}
-	d.sorted = make([]string, 0, len(d.byName))
-	for name := range d.byName {
-		d.sorted = append(d.sorted, name)
-	}
-	slices.Sort(d.sorted)
-	e.mu.Lock()
-	if e.dirNames+len(d.sorted) > ext4MaxCachedNames {
-		clear(e.dirs)
-		e.dirNames = 0
-	}
-	e.dirs[in.ino] = d
-	e.dirNames += len(d.sorted)
-	e.mu.Unlock()
+	e.dirs.put(in.ino, d.done())
 	return d, nil
 }
 
@@ -101,80 +76,43 @@ func (e *ext4FS) parseDirBlock(d *ext4Dir, b []byte, dirIno uint32) error {
 			return fmt.Errorf("directory inode %d: corrupt entry at byte %d (record length %d, name length %d)", dirIno, p, recLen, nameLen)
 		}
 		if ino != 0 && nameLen > 0 {
-			name := string(b[p+8 : p+8+nameLen])
-			if name != "." && name != ".." && !strings.Contains(name, "/") {
-				if _, dup := d.byName[name]; !dup {
-					d.byName[name] = ext4DirEnt{ino: ino, typ: typ}
-				}
-			}
+			d.add(string(b[p+8:p+8+nameLen]), ino, typ)
 		}
 		p += recLen
 	}
 	return nil
 }
 
+// tree is what fsTree's path walk needs of the file system.
+func (e *ext4FS) tree() fsTree[*ext4Inode, uint32] {
+	return fsTree[*ext4Inode, uint32]{
+		root:  func() (*ext4Inode, error) { return e.inode(ext4RootIno) },
+		isDir: func(in *ext4Inode) bool { return in.mode&0xF000 == 0x4000 },
+		dir:   e.dir,
+		inode: e.inode,
+	}
+}
+
 // lookup walks name (a valid io/fs path, "." for the root) from the root
 // without following symlinks, and returns its inode.
-func (e *ext4FS) lookup(name string) (*ext4Inode, error) {
-	in, err := e.inode(ext4RootIno)
-	if err != nil {
-		return nil, err
-	}
-	if name == "." || name == "" {
-		return in, nil
-	}
-	for elem := range strings.SplitSeq(name, "/") {
-		if in.mode&0xF000 != 0x4000 {
-			return nil, fmt.Errorf("%s: %w (a path element is not a directory)", name, fs.ErrNotExist)
-		}
-		d, err := e.dir(in)
-		if err != nil {
-			return nil, err
-		}
-		ent, ok := d.byName[elem]
-		if !ok {
-			return nil, fs.ErrNotExist
-		}
-		if in, err = e.inode(ent.ino); err != nil {
-			return nil, err
-		}
-	}
-	return in, nil
-}
+func (e *ext4FS) lookup(name string) (*ext4Inode, error) { return e.tree().lookup(name) }
 
 func (e *ext4FS) lstat(name string) (fs.FileInfo, error) {
 	in, err := e.lookup(name)
 	if err != nil {
 		return nil, err
 	}
-	base := name
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		base = name[i+1:]
-	}
-	if name == "." {
-		base = "/"
-	}
-	return &ext4Info{name: base, in: in}, nil
+	return &ext4Info{name: baseName(name), in: in}, nil
 }
 
 func (e *ext4FS) readDir(name string) ([]fs.DirEntry, error) {
-	in, err := e.lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	if in.mode&0xF000 != 0x4000 {
-		return nil, fmt.Errorf("%s: not a directory", name)
-	}
-	d, err := e.dir(in)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]fs.DirEntry, 0, len(d.sorted))
-	for _, n := range d.sorted {
-		ent := d.byName[n]
-		out = append(out, &ext4DirEntry{fs: e, name: n, ent: ent})
-	}
-	return out, nil
+	return e.tree().readDir(name, func(name string, ino uint32) (fs.FileInfo, error) {
+		in, err := e.inode(ino)
+		if err != nil {
+			return nil, err
+		}
+		return &ext4Info{name: name, in: in}, nil
+	})
 }
 
 func (e *ext4FS) readLink(name string) (string, error) {

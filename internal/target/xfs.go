@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,10 +45,9 @@ type xfsFS struct {
 	nrext64    bool // large extent counters (di_big_nextents)
 	dirBlkSize int64
 
-	mu       sync.Mutex
-	inodeC   map[uint64]*xfsInode
-	dirs     map[uint64]*xfsDir
-	dirNames int
+	mu     sync.Mutex // guards inodeC
+	inodeC map[uint64]*xfsInode
+	dirs   dirCache[uint64]
 }
 
 // xfsInode is the part of an inode vouch uses.
@@ -64,15 +62,8 @@ type xfsInode struct {
 	linkErr  error // why meta.Link is empty for a symlink
 }
 
-type xfsDir struct {
-	byName map[string]xfsDirEnt
-	sorted []string
-}
-
-type xfsDirEnt struct {
-	ino uint64
-	typ byte // XFS_DIR3_FT_*, the same numbers as ext4's; 0 when unknown
-}
+// xfsDir is a directory read once (fsdir.go).
+type xfsDir = dirTable[uint64]
 
 const (
 	xfsSBMagic       = 0x58465342 // "XFSB"
@@ -112,7 +103,6 @@ func newXFSFS(r *io.SectionReader) (*xfsFS, error) {
 		inoPBLog:  uint(sb[123]),
 		agBlkLog:  uint(sb[124]),
 		inodeC:    map[uint64]*xfsInode{},
-		dirs:      map[uint64]*xfsDir{},
 	}
 	version := be.Uint16(sb[100:]) & 0xF
 	blockLog, inodeLog := uint(sb[120]), uint(sb[122])
@@ -347,43 +337,18 @@ func (x *xfsFS) readFSBLinear(buf []byte, l uint64) error {
 	return nil
 }
 
-// lookup walks name from the root without following symlinks.
-func (x *xfsFS) lookup(name string) (*xfsInode, error) {
-	in, err := x.inode(x.rootIno)
-	if err != nil {
-		return nil, err
+// tree is what fsTree's path walk needs of the file system.
+func (x *xfsFS) tree() fsTree[*xfsInode, uint64] {
+	return fsTree[*xfsInode, uint64]{
+		root:  func() (*xfsInode, error) { return x.inode(x.rootIno) },
+		isDir: func(in *xfsInode) bool { return in.mode&0xF000 == 0x4000 },
+		dir:   x.dir,
+		inode: x.inode,
 	}
-	if name == "." || name == "" {
-		return in, nil
-	}
-	for elem := range strings.SplitSeq(name, "/") {
-		if in.mode&0xF000 != 0x4000 {
-			return nil, fmt.Errorf("%s: %w (a path element is not a directory)", name, fs.ErrNotExist)
-		}
-		d, err := x.dir(in)
-		if err != nil {
-			return nil, err
-		}
-		ent, ok := d.byName[elem]
-		if !ok {
-			return nil, fs.ErrNotExist
-		}
-		if in, err = x.inode(ent.ino); err != nil {
-			return nil, err
-		}
-	}
-	return in, nil
 }
 
-func baseName(name string) string {
-	if name == "." {
-		return "/"
-	}
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		return name[i+1:]
-	}
-	return name
-}
+// lookup walks name from the root without following symlinks.
+func (x *xfsFS) lookup(name string) (*xfsInode, error) { return x.tree().lookup(name) }
 
 func (x *xfsFS) info(name string, in *xfsInode) fs.FileInfo {
 	m := in.meta // a copy: the cached inode is shared
@@ -399,22 +364,13 @@ func (x *xfsFS) lstat(name string) (fs.FileInfo, error) {
 }
 
 func (x *xfsFS) readDir(name string) ([]fs.DirEntry, error) {
-	in, err := x.lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	if in.mode&0xF000 != 0x4000 {
-		return nil, fmt.Errorf("%s: not a directory", name)
-	}
-	d, err := x.dir(in)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]fs.DirEntry, 0, len(d.sorted))
-	for _, n := range d.sorted {
-		out = append(out, &xfsDirEntry{fs: x, name: n, ent: d.byName[n]})
-	}
-	return out, nil
+	return x.tree().readDir(name, func(name string, ino uint64) (fs.FileInfo, error) {
+		in, err := x.inode(ino)
+		if err != nil {
+			return nil, err
+		}
+		return x.info(name, in), nil
+	})
 }
 
 func (x *xfsFS) readLink(name string) (string, error) {
@@ -447,33 +403,3 @@ func (x *xfsFS) open(name string) (fs.File, error) {
 	}
 	return f, nil
 }
-
-// xfsDirEntry is a directory entry; its inode is read only when needed.
-type xfsDirEntry struct {
-	fs   *xfsFS
-	name string
-	ent  xfsDirEnt
-}
-
-func (d *xfsDirEntry) Name() string { return d.name }
-func (d *xfsDirEntry) IsDir() bool  { return d.Type().IsDir() }
-func (d *xfsDirEntry) Type() fs.FileMode {
-	if t, ok := direntType(d.ent.typ); ok {
-		return t
-	}
-	info, err := d.Info()
-	if err != nil {
-		return fs.ModeIrregular
-	}
-	return info.Mode().Type()
-}
-
-func (d *xfsDirEntry) Info() (fs.FileInfo, error) {
-	in, err := d.fs.inode(d.ent.ino)
-	if err != nil {
-		return nil, &fs.PathError{Op: "stat", Path: d.name, Err: err}
-	}
-	return d.fs.info(d.name, in), nil
-}
-
-func (d *xfsDirEntry) String() string { return fs.FormatDirEntry(d) }
