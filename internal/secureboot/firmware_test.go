@@ -165,7 +165,7 @@ func TestProfiles(t *testing.T) {
 			if !ok || e.cert == nil || !bytes.Equal(e.cert.Raw, der) || e.ca != fw.DBCAs[i] {
 				t.Errorf("%s: db entry %d is not the built-in %s", name, i, fw.DBCAs[i])
 			}
-			if want := "db (profile " + name + "): " + caName(fw.DBCAs[i]) + " (" + fw.DBCAs[i] + ")"; e.String() != want {
+			if want := "db (profile " + name + "): " + CAName(fw.DBCAs[i]) + " (" + fw.DBCAs[i] + ")"; e.String() != want {
 				t.Errorf("%s: entry %q, want %q", name, e.String(), want)
 			}
 		}
