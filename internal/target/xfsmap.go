@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 )
 
 // Where an XFS file's blocks are (see xfs.go): the data fork's extent list,
@@ -113,25 +112,6 @@ func (x *xfsFS) btreeRuns(fsb uint64, level int, nblocks uint64, budget *uint64,
 		var err error
 		if out, err = x.btreeRuns(be.Uint64(buf[hdr+maxRecs*8+i*8:]), level-1, nblocks, budget, out); err != nil {
 			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// sortRuns orders runs by logical block and rejects overlapping ones.
-func sortRuns(out []ext4Run, ino uint64) ([]ext4Run, error) {
-	slices.SortFunc(out, func(a, b ext4Run) int {
-		switch {
-		case a.logical < b.logical:
-			return -1
-		case a.logical > b.logical:
-			return 1
-		}
-		return 0
-	})
-	for i := 1; i < len(out); i++ {
-		if out[i-1].logical+out[i-1].n > out[i].logical {
-			return nil, fmt.Errorf("inode %d: extents overlap at logical block %d (corrupt extent map)", ino, out[i].logical)
 		}
 	}
 	return out, nil
