@@ -200,11 +200,9 @@ func installKernel(t *testing.T, ctx context.Context, m *vm.Machine, deb, kver s
 	}
 	upload(t, ctx, m, "/tmp/kernel.deb", b)
 	t0 := time.Now()
-	// The ESP is mounted umask=0077: everything runs as root. dpkg's
-	// fsyncs are skipped (--force-unsafe-io): the guest powers off cleanly.
-	run(t, ctx, m, "sudo sh -c 'DEBIAN_FRONTEND=noninteractive dpkg --force-unsafe-io -i /tmp/kernel.deb >/tmp/dpkg.log 2>&1 || { tail -20 /tmp/dpkg.log; exit 1; }; "+
-		"findmnt /boot/efi >/dev/null || mount /dev/vda1 /boot/efi; "+
-		"for f in /boot/efi/EFI/debian/grub.cfg /boot/efi/EFI/BOOT/grub.cfg; do [ -f $f ] && sed -i \"s/[0-9.]*-[0-9]*-amd64/"+kver+"/g\" $f; done; "+
-		"grep -q "+kver+" /boot/efi/EFI/debian/grub.cfg && ls /boot/vmlinuz-"+kver+" /boot/initrd.img-"+kver+" && sync'")
+	run(t, ctx, m, "sudo DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/kernel.deb >/tmp/dpkg.log 2>&1 || { tail -20 /tmp/dpkg.log; exit 1; }; "+
+		"findmnt /boot/efi >/dev/null || sudo mount /dev/vda1 /boot/efi; "+
+		"for f in /boot/efi/EFI/debian/grub.cfg /boot/efi/EFI/BOOT/grub.cfg; do [ -f $f ] && sudo sed -i 's/[0-9.]*-[0-9]*-amd64/"+kver+"/g' $f; done; "+
+		"grep -q "+kver+" /boot/efi/EFI/debian/grub.cfg && ls /boot/vmlinuz-"+kver+" /boot/initrd.img-"+kver+" && sync")
 	t.Logf("dpkg -i %s in the guest took %.0f s", path.Base(deb), time.Since(t0).Seconds())
 }
