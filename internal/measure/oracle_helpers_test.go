@@ -3,23 +3,18 @@ package measure_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/hex"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
-	"github.com/vouch-dev/vouch/internal/gate"
 	"github.com/vouch-dev/vouch/internal/measure"
 	"github.com/vouch-dev/vouch/internal/secureboot"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
-	"github.com/vouch-dev/vouch/internal/vm"
 )
 
 // latestSbatLevel is the newest payload of shim's SbatLevel_Variable.txt.
@@ -138,71 +133,4 @@ func checkExplain(t *testing.T, lg *measure.Log, shim []byte) {
 		auths = append(auths, a.By+":"+a.Variable)
 	}
 	t.Logf("PCR 7 authorities: %v; PCR 4: %v", auths, roles)
-}
-
-// prevKernel is Debian's signed kernel one ABI older than the fixtures'
-// (scripts/fetch-prev-kernel.sh, part of make fixtures, downloads it once):
-// its version (uname -r), the package and the kernel image it installs,
-// read with the gate's package reader.
-func prevKernel(t *testing.T) (kver, deb string, img *authenticode.Image) {
-	t.Helper()
-	top := testfixtures.Repo()
-	if out, err := exec.Command(filepath.Join(top, "scripts", "fetch-prev-kernel.sh")).CombinedOutput(); err != nil {
-		t.Fatalf("scripts/fetch-prev-kernel.sh: %v\n%s", err, out)
-	}
-	m, _ := filepath.Glob(filepath.Join(top, ".cache", "debs", "prev-kernel", "linux-image-*.deb"))
-	if len(m) != 1 {
-		t.Fatalf("want one kernel package in .cache/debs/prev-kernel, found %v", m)
-	}
-	p, err := gate.ReadPackageFile(m[0], "", gate.ReadOptions{Kernels: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range p.EFI {
-		if f.Role == gate.RoleKernel && f.Signed {
-			return strings.TrimPrefix(path.Base(f.Path), "vmlinuz-"), m[0], f.Image()
-		}
-	}
-	t.Fatalf("%s installs no signed kernel image", m[0])
-	return "", "", nil
-}
-
-// peerKernelDigest checks the kernel's SHA-256 Authenticode digest, which
-// shim measures into PCR 4, against pesign's.
-func peerKernelDigest(t *testing.T, deb string, img *authenticode.Image) {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/vmlinuz-*'`, "sh", deb, dir).CombinedOutput(); err != nil {
-		t.Fatalf("extract the kernel: %v\n%s", err, out)
-	}
-	m, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	if len(m) != 1 {
-		t.Fatalf("%s: want one boot/vmlinuz-*, found %v", deb, m)
-	}
-	out, err := exec.Command("pesign", "-h", "-d", "sha256", "-i", m[0]).Output()
-	if err != nil {
-		t.Fatalf("pesign -h: %v", err)
-	}
-	want := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "hash:"))
-	if got := hex.EncodeToString(img.Digest(measure.SHA256.Hash())); got != want {
-		t.Errorf("the new kernel's Authenticode digest: vouch %s, pesign %s", got, want)
-	}
-}
-
-// installKernel installs the kernel package in the running guest as an
-// admin would (dpkg -i: modules, initramfs) and points the ESP's grub.cfg
-// (the fixture's, which names the kernel by version) at it.
-func installKernel(t *testing.T, ctx context.Context, m *vm.Machine, deb, kver string) {
-	t.Helper()
-	b, err := os.ReadFile(deb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	upload(t, ctx, m, "/tmp/kernel.deb", b)
-	t0 := time.Now()
-	run(t, ctx, m, "sudo DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/kernel.deb >/tmp/dpkg.log 2>&1 || { tail -20 /tmp/dpkg.log; exit 1; }; "+
-		"findmnt /boot/efi >/dev/null || sudo mount /dev/vda1 /boot/efi; "+
-		"for f in /boot/efi/EFI/debian/grub.cfg /boot/efi/EFI/BOOT/grub.cfg; do [ -f $f ] && sudo sed -i 's/[0-9.]*-[0-9]*-amd64/"+kver+"/g' $f; done; "+
-		"grep -q "+kver+" /boot/efi/EFI/debian/grub.cfg && ls /boot/vmlinuz-"+kver+" /boot/initrd.img-"+kver+" && sync")
-	t.Logf("dpkg -i %s in the guest took %.0f s", path.Base(deb), time.Since(t0).Seconds())
 }
