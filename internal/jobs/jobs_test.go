@@ -104,7 +104,7 @@ type instant struct {
 
 func newInstant() *instant { return &instant{running: map[string]bool{}, runs: map[string]int{}} }
 
-func (r *instant) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+func (r *instant) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
 	key := spec.Image.Path + "|" + cases[0].Name
 	if v, ok := ctx.Value(jobKey{}).(string); ok {
 		key = v
@@ -121,7 +121,7 @@ func (r *instant) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.C
 		r.running[key] = false
 		r.mu.Unlock()
 	}()
-	fmt.Fprintf(log, "running %d cases\n", len(cases))
+	fmt.Fprintf(out.Log, "running %d cases\n", len(cases))
 	var results []imagetest.Result
 	for _, c := range cases {
 		obs.Update(imagetest.Result{Name: c.Name, Status: imagetest.Running})
@@ -419,7 +419,7 @@ type flaky struct {
 	seen map[string]int
 }
 
-func (f *flaky) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+func (f *flaky) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
 	rep := &imagetest.Report{}
 	for _, c := range cases {
 		f.mu.Lock()
@@ -614,7 +614,7 @@ type barrier struct {
 	once    sync.Once
 }
 
-func (b *barrier) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+func (b *barrier) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
 	b.mu.Lock()
 	b.cur++
 	b.mx = max(b.mx, b.cur)

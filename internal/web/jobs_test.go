@@ -23,8 +23,11 @@ import (
 // kernel log fails, Secure Boot fails once then passes (flaky).
 type scripted struct{ runs map[string]int }
 
-func (s *scripted) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+func (s *scripted) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
 	rep := &imagetest.Report{Run: imagetest.RunInfo{Image: spec.Image.Path, Console: []string{"Booting `Debian GNU/Linux'", "debian login:"}}}
+	for _, l := range rep.Run.Console {
+		fmt.Fprintln(out.Console, l)
+	}
 	for _, c := range cases {
 		s.runs[c.Name]++
 		obs.Update(imagetest.Result{Name: c.Name, Status: imagetest.Running})

@@ -1,0 +1,180 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/vouch-dev/vouch/internal/store"
+)
+
+// Bounds of a log append: lines per call and bytes per line (longer lines
+// are cut, not refused: a guest may print anything).
+const (
+	MaxLogLinesPerAppend = 2000
+	MaxLogLine           = 16 << 10
+)
+
+// LogAppend is a chunk of a job's log sent by the worker holding it: its
+// lines are numbered From, From+1, ... in the job's log, so that a retried
+// append stores nothing twice.
+type LogAppend struct {
+	Lease string             `json:"lease"`
+	From  int64              `json:"from"`
+	Lines []store.JobLogLine `json:"lines"`
+}
+
+// LogAnswer is the number of the next line the server expects.
+type LogAnswer struct {
+	Next int64 `json:"next"`
+}
+
+// AppendLog stores a worker's log chunk and wakes the log's followers.
+func (s *Service) AppendLog(ctx context.Context, name string, a LogAppend) (LogAnswer, error) {
+	if len(a.Lines) > MaxLogLinesPerAppend {
+		return LogAnswer{}, inputf("at most %d log lines per append, not %d", MaxLogLinesPerAppend, len(a.Lines))
+	}
+	if a.From < 0 {
+		return LogAnswer{}, inputf("log line number %d is negative", a.From)
+	}
+	for i := range a.Lines {
+		l := &a.Lines[i]
+		if len(l.Line) > MaxLogLine {
+			cut := MaxLogLine
+			for cut > 0 && !utf8.RuneStart(l.Line[cut]) {
+				cut--
+			}
+			l.Line = l.Line[:cut] + " (line cut)"
+		}
+		if len(l.Case) > 128 {
+			return LogAnswer{}, inputf("log line %d: case name longer than 128 bytes", a.From+int64(i))
+		}
+		l.Line = strings.ToValidUTF8(l.Line, "\uFFFD")
+	}
+	next, err := s.Store.AppendJobLog(ctx, name, a.Lease, a.From, a.Lines, s.now(), s.MaxLogBytes)
+	if err != nil {
+		return LogAnswer{Next: next}, err
+	}
+	s.wake()
+	return LogAnswer{Next: next}, nil
+}
+
+// LogChanged returns a channel closed at the next change of any job's log
+// or state on this server (followers wait on it, and re-read).
+func (s *Service) LogChanged() <-chan struct{} {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if s.logWake == nil {
+		s.logWake = make(chan struct{})
+	}
+	return s.logWake
+}
+
+func (s *Service) wake() {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if s.logWake != nil {
+		close(s.logWake)
+		s.logWake = nil
+	}
+}
+
+// LogEnd is the last event of a followed log: the job's final state.
+type LogEnd struct {
+	State  string `json:"provisioningState"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (e LogEnd) String() string {
+	if e.Reason == "" {
+		return e.State
+	}
+	return fmt.Sprintf("%s: %s", e.State, e.Reason)
+}
+
+// maxAppendBytes bounds one append's lines (the API's body limit is
+// larger).
+const maxAppendBytes = 1 << 20
+
+// sendLogs sends the oldest unconfirmed lines once; more reports whether
+// lines remain.
+func (e *execution) sendLogs(ctx context.Context) (more bool, err error) {
+	e.mu.Lock()
+	n, size := 0, 0
+	for n < len(e.logs) && n < MaxLogLinesPerAppend && (n == 0 || size+len(e.logs[n].Line) <= maxAppendBytes) {
+		size += len(e.logs[n].Line) + len(e.logs[n].Case) + 64
+		n++
+	}
+	chunk := append([]store.JobLogLine{}, e.logs[:n]...)
+	from := e.logFrom
+	e.mu.Unlock()
+	if n == 0 {
+		return false, nil
+	}
+	ans, err := e.w.Server.AppendLog(ctx, e.cl.Job.Name, LogAppend{Lease: e.cl.Lease, From: from, Lines: chunk})
+	if err != nil {
+		return true, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	took := min(max(ans.Next-e.logFrom, 0), int64(len(e.logs)))
+	e.logs = e.logs[took:]
+	e.logFrom += took
+	return len(e.logs) > 0, nil
+}
+
+// shipLogs sends log lines as they come until done is closed; a failed
+// send is retried after retry.
+func (e *execution) shipLogs(ctx context.Context, done <-chan struct{}, retry time.Duration) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-e.logKick:
+		}
+		for {
+			more, err := e.sendLogs(ctx)
+			if errors.Is(err, ErrLeaseLost) {
+				return // the heartbeat stops the run
+			}
+			if err != nil {
+				e.w.logf("job %s: log: %v", e.cl.Job.Name, err)
+				select {
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				case <-time.After(retry):
+				}
+				continue
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}
+
+// flushLogs sends every line left, retrying until deadline.
+func (e *execution) flushLogs(ctx context.Context, deadline time.Time, retry time.Duration) error {
+	for {
+		more, err := e.sendLogs(ctx)
+		switch {
+		case err == nil && !more:
+			return nil
+		case err == nil:
+			continue
+		case errors.Is(err, ErrLeaseLost) || time.Now().After(deadline) || ctx.Err() != nil:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+	}
+}
