@@ -366,11 +366,11 @@ func (s *Service) Claim(ctx context.Context, caps store.Caps) (*Claim, error) {
 
 // Update is a worker's heartbeat and progress.
 type Update struct {
-	Lease   string             `json:"lease"`
-	State   string             `json:"state,omitempty"`
-	Results []Result           `json:"results,omitempty"`
-	Report  json.RawMessage    `json:"report,omitempty"` // a Report
-	Reason  string             `json:"reason,omitempty"`
+	Lease   string          `json:"lease"`
+	State   string          `json:"state,omitempty"`
+	Results []Result        `json:"results,omitempty"`
+	Report  json.RawMessage `json:"report,omitempty"` // a Report
+	Reason  string          `json:"reason,omitempty"`
 }
 
 // UpdateAnswer tells the worker whether to stop.
