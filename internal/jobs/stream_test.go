@@ -42,6 +42,12 @@ func (d *dripping) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.
 		}
 		fmt.Fprintf(out.Console, "console line %d\n", i)
 	}
+	// One more step ends the run: the test has seen the last line first.
+	select {
+	case <-d.step:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	rep := &imagetest.Report{}
 	for _, c := range cases {
 		r := imagetest.Result{Name: c.Name, Area: c.Area, Priority: c.Priority, Status: imagetest.Passed, Message: "ok"}
@@ -119,6 +125,7 @@ func TestLogsStreamWhileRunning(t *testing.T) {
 			t.Fatalf("line %d arrived only once the job was %s", i, j.Properties.ProvisioningState)
 		}
 	}
+	r.step <- struct{}{}
 	if err := within(t, ran, "end of the worker"); err != nil {
 		t.Fatal(err)
 	}
