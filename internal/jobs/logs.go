@@ -34,11 +34,24 @@ type LogAnswer struct {
 
 // AppendLog stores a worker's log chunk and wakes the log's followers.
 func (s *Service) AppendLog(ctx context.Context, name string, a LogAppend) (LogAnswer, error) {
+	if err := checkAppend(&a); err != nil {
+		return LogAnswer{}, err
+	}
+	next, err := s.Store.AppendJobLog(ctx, name, a.Lease, a.From, a.Lines, s.now(), s.MaxLogBytes)
+	if err != nil {
+		return LogAnswer{Next: next}, err
+	}
+	s.wake()
+	return LogAnswer{Next: next}, nil
+}
+
+// checkAppend refuses what no worker sends and cuts lines to the bound.
+func checkAppend(a *LogAppend) error {
 	if len(a.Lines) > MaxLogLinesPerAppend {
-		return LogAnswer{}, inputf("at most %d log lines per append, not %d", MaxLogLinesPerAppend, len(a.Lines))
+		return inputf("at most %d log lines per append, not %d", MaxLogLinesPerAppend, len(a.Lines))
 	}
 	if a.From < 0 {
-		return LogAnswer{}, inputf("log line number %d is negative", a.From)
+		return inputf("log line number %d is negative", a.From)
 	}
 	for i := range a.Lines {
 		l := &a.Lines[i]
@@ -50,16 +63,11 @@ func (s *Service) AppendLog(ctx context.Context, name string, a LogAppend) (LogA
 			l.Line = l.Line[:cut] + " (line cut)"
 		}
 		if len(l.Case) > 128 {
-			return LogAnswer{}, inputf("log line %d: case name longer than 128 bytes", a.From+int64(i))
+			return inputf("log line %d: case name longer than 128 bytes", a.From+int64(i))
 		}
 		l.Line = strings.ToValidUTF8(l.Line, "\uFFFD")
 	}
-	next, err := s.Store.AppendJobLog(ctx, name, a.Lease, a.From, a.Lines, s.now(), s.MaxLogBytes)
-	if err != nil {
-		return LogAnswer{Next: next}, err
-	}
-	s.wake()
-	return LogAnswer{Next: next}, nil
+	return nil
 }
 
 // LogChanged returns a channel closed at the next change of any job's log
