@@ -104,6 +104,9 @@ func (s *Server) FollowJobLog(w http.ResponseWriter, r *http.Request, name, case
 		return err
 	}
 	rc := http.NewResponseController(w)
+	// Each write gets its own deadline; none is left on a kept-alive
+	// connection.
+	defer rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
