@@ -180,8 +180,11 @@ func (c *Client) AppendLog(ctx context.Context, name string, a jobs.LogAppend) (
 	var out jobs.LogAnswer
 	err := c.json(ctx, http.MethodPost, "/v1/worker/jobs/"+url.PathEscape(name)+"/logs", a, &out)
 	var se *StatusError
-	if errors.As(err, &se) && (se.Code == http.StatusConflict || se.Code == http.StatusNotFound) {
+	switch {
+	case errors.As(err, &se) && (se.Code == http.StatusConflict || se.Code == http.StatusNotFound):
 		return out, fmt.Errorf("%w: %s", jobs.ErrLeaseLost, se.Message)
+	case se != nil && se.Code/100 == 4 && se.Code != http.StatusTooManyRequests && se.Code != http.StatusUnauthorized:
+		return out, fmt.Errorf("%w: %d %s", jobs.ErrLogRefused, se.Code, se.Message)
 	}
 	return out, err
 }

@@ -45,6 +45,21 @@ func (s *Service) AppendLog(ctx context.Context, name string, a LogAppend) (LogA
 	return LogAnswer{Next: next}, nil
 }
 
+const lineCut = " (line cut)"
+
+// cutLine cuts a line longer than MaxLogLine at a rune boundary, saying so
+// (the result is at most MaxLogLine bytes).
+func cutLine(s string) string {
+	if len(s) <= MaxLogLine {
+		return s
+	}
+	cut := MaxLogLine - len(lineCut)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + lineCut
+}
+
 // checkAppend refuses what no worker sends and cuts lines to the bound.
 func checkAppend(a *LogAppend) error {
 	if len(a.Lines) > MaxLogLinesPerAppend {
@@ -55,17 +70,13 @@ func checkAppend(a *LogAppend) error {
 	}
 	for i := range a.Lines {
 		l := &a.Lines[i]
-		if len(l.Line) > MaxLogLine {
-			cut := MaxLogLine
-			for cut > 0 && !utf8.RuneStart(l.Line[cut]) {
-				cut--
-			}
-			l.Line = l.Line[:cut] + " (line cut)"
-		}
 		if len(l.Case) > 128 {
 			return inputf("log line %d: case name longer than 128 bytes", a.From+int64(i))
 		}
-		l.Line = strings.ToValidUTF8(l.Line, "\uFFFD")
+		// PostgreSQL's text holds no NUL; a guest may print one.
+		l.Line = strings.ToValidUTF8(strings.ReplaceAll(l.Line, "\x00", ""), "\uFFFD")
+		l.Case = strings.ToValidUTF8(strings.ReplaceAll(l.Case, "\x00", ""), "\uFFFD")
+		l.Line = cutLine(l.Line)
 	}
 	return nil
 }
@@ -103,17 +114,39 @@ func (e LogEnd) String() string {
 	return fmt.Sprintf("%s: %s", e.State, e.Reason)
 }
 
-// maxAppendBytes bounds one append's lines (the API's body limit is
-// larger).
+// maxAppendBytes bounds one append's body as JSON (the API's limit is
+// 4 MiB).
 const maxAppendBytes = 1 << 20
+
+// jsonSize is at most what s takes in a JSON string (control characters,
+// quotes and backslashes escaped; other bytes as they are).
+func jsonSize(s string) int {
+	n := len(s) + 2
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			n += 5
+		}
+	}
+	return n
+}
+
+// ErrLogRefused is the server refusing an append as malformed (a 4xx other
+// than a lost lease): sending it again would not help.
+var ErrLogRefused = errors.New("jobs: the server refused the log lines")
 
 // sendLogs sends the oldest unconfirmed lines once; more reports whether
 // lines remain.
 func (e *execution) sendLogs(ctx context.Context) (more bool, err error) {
 	e.mu.Lock()
 	n, size := 0, 0
-	for n < len(e.logs) && n < MaxLogLinesPerAppend && (n == 0 || size+len(e.logs[n].Line) <= maxAppendBytes) {
-		size += len(e.logs[n].Line) + len(e.logs[n].Case) + 64
+	for n < len(e.logs) && n < MaxLogLinesPerAppend {
+		l := &e.logs[n]
+		l.Line = cutLine(l.Line) // as the server would, so that one line fits
+		ls := jsonSize(l.Line) + jsonSize(l.Case) + 64
+		if n > 0 && size+ls > maxAppendBytes {
+			break
+		}
+		size += ls
 		n++
 	}
 	chunk := append([]store.JobLogLine{}, e.logs[:n]...)
@@ -123,6 +156,14 @@ func (e *execution) sendLogs(ctx context.Context) (more bool, err error) {
 		return false, nil
 	}
 	ans, err := e.w.Server.AppendLog(ctx, e.cl.Job.Name, LogAppend{Lease: e.cl.Lease, From: from, Lines: chunk})
+	if errors.Is(err, ErrLogRefused) {
+		// Dropped, not retried; the next lines keep the numbers.
+		e.w.logf("job %s: %d log lines dropped: %v", e.cl.Job.Name, n, err)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.logs = e.logs[min(n, len(e.logs)):]
+		return len(e.logs) > 0, nil
+	}
 	if err != nil {
 		return true, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,7 +21,9 @@ import (
 	"github.com/vouch-dev/vouch/internal/api"
 	"github.com/vouch-dev/vouch/internal/imagetest"
 	"github.com/vouch-dev/vouch/internal/jobs"
+	"github.com/vouch-dev/vouch/internal/pgtest"
 	"github.com/vouch-dev/vouch/internal/store"
+	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
 
 // dripping is a quick runner that prints its console one line at a time,
@@ -184,14 +187,14 @@ func TestLogAppendRetry(t *testing.T) {
 		}
 	}
 	chunk.From = 7
-	if _, err := e.worker.AppendLog(ctx, "j", chunk); err == nil || err.(*api.StatusError).Code != http.StatusUnprocessableEntity {
+	if _, err := e.worker.AppendLog(ctx, "j", chunk); !errors.Is(err, jobs.ErrLogRefused) || !strings.Contains(err.Error(), "422 log lines missing") {
 		t.Errorf("gap: %v", err)
 	}
 	chunk.From, chunk.Lease = 2, "not-the-lease"
 	if _, err := e.worker.AppendLog(ctx, "j", chunk); err == nil || !strings.Contains(err.Error(), "lease") {
 		t.Errorf("foreign lease: %v", err)
 	}
-	if _, err := e.admin.AppendLog(ctx, "j", chunk); err == nil || err.(*api.StatusError).Code != http.StatusForbidden {
+	if _, err := e.admin.AppendLog(ctx, "j", chunk); !errors.Is(err, jobs.ErrLogRefused) || !strings.Contains(err.Error(), "403") {
 		t.Errorf("admin appending: %v", err)
 	}
 	if lines, _, _ := e.admin.JobLog(ctx, "j", "", 0); len(lines) != 2 {
@@ -354,4 +357,94 @@ func TestUploadedImageReachesRemoteWorker(t *testing.T) {
 	if _, err := reader.FetchImage(ctx, up.SHA256, 0, io.Discard); err == nil || err.(*api.StatusError).Code != http.StatusForbidden {
 		t.Errorf("reader downloading: %v", err)
 	}
+}
+
+// noisy writes more log lines than one append takes, a console line of
+// 40 KiB and one with a NUL byte.
+type noisy struct{ lines int }
+
+func (r *noisy) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
+	for i := 0; i < r.lines; i++ {
+		fmt.Fprintf(out.Log, "progress %04d\n", i)
+	}
+	fmt.Fprintf(out.Console, "%s\nnul\x00byte\n", strings.Repeat("é", 20<<10))
+	rep := &imagetest.Report{}
+	for _, c := range cases {
+		res := imagetest.Result{Name: c.Name, Status: imagetest.Passed, Message: "ok"}
+		obs.Update(res)
+		rep.Results = append(rep.Results, res)
+	}
+	return rep, nil
+}
+
+func (r *noisy) Matrix(context.Context, jobs.Spec, io.Writer) (*imagetest.Matrix, error) {
+	return &imagetest.Matrix{}, nil
+}
+
+// logBounds: a log of more lines than one append takes arrives whole
+// and in order; a 40 KiB line is cut; past the server's bound one line
+// says the log was cut, and the job still ends.
+func TestLogBoundsSQLite(t *testing.T) { logBounds(t, filepath.Join(t.TempDir(), "vouch.db")) }
+
+func TestLogBoundsPostgres(t *testing.T) {
+	testfixtures.Long(t, testfixtures.Services)
+	logBounds(t, pgtest.Start(t).NewDatabase(t))
+}
+
+func logBounds(t *testing.T, dsn string) {
+	e := newEnv(t, dsn, 30*time.Second)
+	ctx := context.Background()
+	wk := &jobs.Worker{Server: e.worker, Caps: store.Caps{Worker: "w", Cores: 2, MemoryMiB: 4096, DiskMiB: 10000}, Runner: &noisy{lines: 5000}}
+	run := func(name string) []store.JobLogLine {
+		t.Helper()
+		if _, err := e.admin.CreateJob(ctx, createReq(name, diskImage(t), inline(imagetest.Selection{Names: []string{"boot.multi-user"}}))); err != nil {
+			t.Fatal(err)
+		}
+		if err := wk.Run(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		if j, err := e.admin.Job(ctx, name); err != nil || j.Properties.ProvisioningState != store.JobSucceeded {
+			t.Fatalf("job %s: %+v %v", name, j.Properties, err)
+		}
+		var all []store.JobLogLine
+		for {
+			lines, _, err := e.admin.JobLog(ctx, name, "", seqOf(all))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(lines) == 0 {
+				return all
+			}
+			all = append(all, lines...)
+		}
+	}
+	all := run("whole")
+	var progress int
+	var console []string
+	for _, l := range all {
+		if l.Case == "" && strings.HasPrefix(l.Line, "progress ") {
+			if want := fmt.Sprintf("progress %04d", progress); l.Line != want {
+				t.Fatalf("line %q, want %q", l.Line, want)
+			}
+			progress++
+		}
+		if l.Case == "console" {
+			console = append(console, l.Line)
+		}
+	}
+	if progress != 5000 || len(console) != 2 || len(console[0]) > jobs.MaxLogLine || !strings.HasSuffix(console[0], "é (line cut)") || console[1] != "nulbyte" {
+		t.Errorf("%d progress lines, console %d lines: %.40q", progress, len(console), console)
+	}
+	e.srv.Jobs.MaxLogBytes = 20000
+	all = run("cut")
+	if last := all[len(all)-1].Line; !strings.Contains(last, "log cut") || len(all) > 2000 {
+		t.Errorf("%d lines kept, the last %q", len(all), last)
+	}
+}
+
+func seqOf(ls []store.JobLogLine) int64 {
+	if len(ls) == 0 {
+		return 0
+	}
+	return ls[len(ls)-1].Seq
 }
