@@ -188,6 +188,10 @@ func (l *logWriter) Write(p []byte) (int, error) {
 		line := string(l.buf.Next(i + 1))
 		l.e.logLine(l.name, strings.TrimRight(line, "\r\n"))
 	}
+	if l.buf.Len() > MaxLogLine { // printing without newlines: a line of its own
+		l.e.logLine(l.name, l.buf.String())
+		l.buf.Reset()
+	}
 	return len(p), nil
 }
 
@@ -201,9 +205,9 @@ func (l *logWriter) Flush() {
 	}
 }
 
-// pending takes what is to be sent: the next state change, the results
-// when they changed, the log lines; more reports whether state changes
-// remain.
+// pending takes what the heartbeat sends: the next state change and the
+// results when they changed (log lines go on their own, shipLogs); more
+// reports whether state changes remain.
 func (e *execution) pending() (u Update, more bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
