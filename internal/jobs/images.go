@@ -96,7 +96,7 @@ func (w *Worker) localImage(ctx context.Context, img Image, log io.Writer) (stri
 			select {
 			case <-ctx.Done():
 				return "", ctx.Err()
-			case <-time.After(time.Duration(try) * time.Second):
+			case <-time.After(time.Duration(try-1) * time.Second): // the first resume at once
 			}
 			fmt.Fprintf(log, "image %s: download cut off at byte %d (%v); resuming\n", short(img.SHA256), have, lastErr)
 		}

@@ -448,3 +448,65 @@ func seqOf(ls []store.JobLogLine) int64 {
 	}
 	return ls[len(ls)-1].Seq
 }
+
+// flipper changes the first byte of a body, as a corrupting link would.
+type flipper struct {
+	r    io.ReadCloser
+	done bool
+}
+
+func (f *flipper) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 && !f.done {
+		p[0] ^= 0xff
+		f.done = true
+	}
+	return n, err
+}
+
+func (f *flipper) Close() error { return f.r.Close() }
+
+// TestCorruptDownloadRefused: an image whose bytes do not match its digest
+// on arrival is discarded and the job fails with the reason; nothing is
+// left in the worker's cache.
+func TestCorruptDownloadRefused(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "vouch.db"), 30*time.Second)
+	ctx := context.Background()
+	up, err := e.admin.UploadImage(ctx, diskImage(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(e.http.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if strings.HasPrefix(resp.Request.URL.Path, "/v1/worker/images/") {
+			resp.Body = &flipper{r: resp.Body}
+		}
+		return nil
+	}
+	ps := httptest.NewServer(proxy)
+	defer ps.Close()
+	remote, _ := api.NewClient(ps.URL, e.worker.Token, "")
+	cache := t.TempDir()
+	r := &recorder{}
+	wk := &jobs.Worker{Server: remote, Caps: store.Caps{Worker: "remote", Cores: 2, MemoryMiB: 4096, DiskMiB: 10000}, Runner: r, CacheDir: cache}
+	if _, err := e.admin.CreateJob(ctx, createReq("corrupt", up.Path, inline(imagetest.Selection{Names: []string{"boot.multi-user"}}))); err != nil {
+		t.Fatal(err)
+	}
+	if err := wk.Run(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	j, err := e.admin.Job(ctx, "corrupt")
+	if err != nil || j.Properties.ProvisioningState != store.JobFailed || !strings.Contains(j.Properties.Reason, "discarded") {
+		t.Errorf("job: %s %q %v", j.Properties.ProvisioningState, j.Properties.Reason, err)
+	}
+	if len(r.paths) != 0 {
+		t.Errorf("the runner ran on %v", r.paths)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "*.img")); len(ents) != 0 {
+		t.Errorf("corrupt images kept: %v", ents)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "*.part")); len(ents) != 0 {
+		t.Errorf("corrupt parts kept: %v", ents)
+	}
+}
