@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,14 @@ type sqlStore struct {
 	// wmu serialises writes when the database has one writer (SQLite):
 	// waiting on a Go mutex is fast, SQLite's busy handler sleeps.
 	wmu *sync.Mutex
+	// batch groups the hot writes into shared transactions (SQLite);
+	// stmts are statements prepared once.
+	batch  *batcher
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+	// known are digests of committed blobs (see remember).
+	known  sync.Map
+	knownN atomic.Int64
 }
 
 // lockWrite takes the write lock, if the dialect has one; the returned
@@ -47,7 +56,19 @@ func (s *sqlStore) lockWrite() func() {
 }
 
 func (s *sqlStore) Driver() string { return s.d.name }
-func (s *sqlStore) Close() error   { return s.db.Close() }
+
+func (s *sqlStore) Close() error {
+	if s.batch != nil {
+		s.batch.close()
+	}
+	s.stmtMu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.stmts = nil
+	s.stmtMu.Unlock()
+	return s.db.Close()
+}
 
 // q rewrites ? placeholders for the dialect.
 func (s *sqlStore) q(query string) string {
@@ -96,7 +117,7 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 			if n > 0 {
 				return nil
 			}
-			for _, stmt := range strings.Split(string(body), ";") {
+			for _, stmt := range statements(string(body)) {
 				if strings.TrimSpace(stripComments(stmt)) == "" {
 					continue
 				}
@@ -112,6 +133,28 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// statements splits a migration: at lines holding only ";;" when it has
+// them (function and trigger bodies hold ";"), else at every ";".
+func statements(body string) []string {
+	lines := strings.Split(body, "\n")
+	for _, l := range lines {
+		if strings.TrimSpace(l) == ";;" {
+			var out []string
+			var cur []string
+			for _, l := range lines {
+				if strings.TrimSpace(l) == ";;" {
+					out = append(out, strings.Join(cur, "\n"))
+					cur = nil
+					continue
+				}
+				cur = append(cur, l)
+			}
+			return append(out, strings.Join(cur, "\n"))
+		}
+	}
+	return strings.Split(body, ";")
 }
 
 func stripComments(s string) string {
@@ -161,7 +204,7 @@ func (s *sqlStore) CreateToken(ctx context.Context, t Token) error {
 func (s *sqlStore) Token(ctx context.Context, hash []byte) (Token, error) {
 	t := Token{Hash: hash}
 	var at int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT role, host_id, note, created_at FROM tokens WHERE hash = ?`), hash).Scan(&t.Role, &t.HostID, &t.Note, &at)
+	err := s.dbQueryRow(ctx, `SELECT role, host_id, note, created_at FROM tokens WHERE hash = ?`, hash).Scan(&t.Role, &t.HostID, &t.Note, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, ErrNotFound
 	}
@@ -170,11 +213,11 @@ func (s *sqlStore) Token(ctx context.Context, hash []byte) (Token, error) {
 }
 
 func (s *sqlStore) Enroll(ctx context.Context, h Host, cred Token) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO hosts (id, hostname, enrolled_at) VALUES (?, ?, ?)`), h.ID, h.Hostname, h.EnrolledAt.Unix()); err != nil {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := s.txExec(ctx, tx, `INSERT INTO hosts (id, hostname, enrolled_at) VALUES (?, ?, ?)`, h.ID, h.Hostname, h.EnrolledAt.Unix()); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens (hash, role, host_id, note, created_at) VALUES (?, ?, ?, ?, ?)`),
+		_, err := s.txExec(ctx, tx, `INSERT INTO tokens (hash, role, host_id, note, created_at) VALUES (?, ?, ?, ?, ?)`,
 			cred.Hash, RoleHost, h.ID, cred.Note, cred.CreatedAt.Unix())
 		return err
 	})
@@ -186,8 +229,16 @@ func (s *sqlStore) Enroll(ctx context.Context, h Host, cred Token) error {
 
 func (s *sqlStore) MissingBlobs(ctx context.Context, ds []string) ([]string, error) {
 	have := map[string]bool{}
-	for start := 0; start < len(ds); start += 500 {
-		chunk := ds[start:min(start+500, len(ds))]
+	var ask []string
+	for _, d := range ds {
+		if _, ok := s.known.Load(d); ok {
+			have[d] = true
+		} else if !have[d] {
+			ask = append(ask, d)
+		}
+	}
+	for start := 0; start < len(ask); start += 500 {
+		chunk := ask[start:min(start+500, len(ask))]
 		args := make([]any, len(chunk))
 		for i, d := range chunk {
 			args[i] = d
@@ -203,6 +254,7 @@ func (s *sqlStore) MissingBlobs(ctx context.Context, ds []string) ([]string, err
 				return nil, wrap("missing blobs", err)
 			}
 			have[d] = true
+			s.remember(d)
 		}
 		if err := rows.Close(); err != nil {
 			return nil, wrap("missing blobs", err)
@@ -217,6 +269,16 @@ func (s *sqlStore) MissingBlobs(ctx context.Context, ds []string) ([]string, err
 		}
 	}
 	return missing, nil
+}
+
+// remember notes a committed blob: blobs are never deleted, so a digest
+// once stored needs no query again. Bounded: a fleet has few distinct blobs.
+func (s *sqlStore) remember(d string) {
+	if s.knownN.Load() < 1<<16 {
+		if _, loaded := s.known.LoadOrStore(d, struct{}{}); !loaded {
+			s.knownN.Add(1)
+		}
+	}
 }
 
 // emptyBlob is an empty blob literal.
@@ -241,7 +303,11 @@ type execer interface {
 
 func (s *sqlStore) PutBlob(ctx context.Context, b Blob) error {
 	defer s.lockWrite()()
-	return wrap("put blob", s.putBlob(ctx, s.db, b))
+	err := s.putBlob(ctx, s.db, b)
+	if err == nil {
+		s.remember(b.Digest)
+	}
+	return wrap("put blob", err)
 }
 
 func (s *sqlStore) Blob(ctx context.Context, digest string) (Blob, error) {
@@ -254,10 +320,10 @@ func (s *sqlStore) Blob(ctx context.Context, digest string) (Blob, error) {
 }
 
 func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var prev string
 		var seq int64
-		err := tx.QueryRowContext(ctx, s.q(`SELECT report_digest FROM hosts WHERE id = ?`), r.HostID).Scan(&prev)
+		err := s.txQueryRow(ctx, tx, `SELECT report_digest FROM hosts WHERE id = ?`, r.HostID).Scan(&prev)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -270,13 +336,14 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 			}
 		}
 		for _, b := range r.Blobs {
-			if err := s.putBlob(ctx, tx, b); err != nil {
+			if _, err := s.txExec(ctx, tx, `INSERT INTO blobs (digest, kind, size, data, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+				b.Digest, b.Kind, len(b.Data), b.Data, time.Now().Unix()); err != nil {
 				return err
 			}
 		}
 		d := r.Dims
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE hosts SET hostname = ?, last_seen = ?, report_digest = ?, firmware_state = ?, boot_chain = ?,
-			platform = ?, model = ?, firmware = ?, os_release = ?, lineage = ?, channel = ?, label = ?, pcr7_sealed = ? WHERE id = ?`),
+		_, err = s.txExec(ctx, tx, `UPDATE hosts SET hostname = ?, last_seen = ?, report_digest = ?, firmware_state = ?, boot_chain = ?,
+			platform = ?, model = ?, firmware = ?, os_release = ?, lineage = ?, channel = ?, label = ?, pcr7_sealed = ? WHERE id = ?`,
 			r.Hostname, r.ReceivedAt.Unix(), r.Digest, r.FirmwareState, r.BootChain,
 			d[DimPlatform], d[DimModel], d[DimFirmware], d[DimRelease], d[DimLineage], d[DimChannel], d[DimLabel],
 			b2i(r.PCR7Sealed), r.HostID)
@@ -287,14 +354,14 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 		if facts == nil {
 			facts = []byte{}
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO host_facts (host_id, facts) VALUES (?, ?) ON CONFLICT (host_id) DO UPDATE SET facts = excluded.facts`), r.HostID, facts)
+		_, err = s.txExec(ctx, tx, `INSERT INTO host_facts (host_id, facts) VALUES (?, ?) ON CONFLICT (host_id) DO UPDATE SET facts = excluded.facts`, r.HostID, facts)
 		if err != nil || prev == r.Digest {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT COALESCE(MAX(seq), 0) FROM host_reports WHERE host_id = ?`), r.HostID).Scan(&seq); err != nil {
+		if err := s.txQueryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM host_reports WHERE host_id = ?`, r.HostID).Scan(&seq); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO host_reports (host_id, received_at, seq, report_digest, firmware_state, boot_chain) VALUES (?, ?, ?, ?, ?, ?)`),
+		_, err = s.txExec(ctx, tx, `INSERT INTO host_reports (host_id, received_at, seq, report_digest, firmware_state, boot_chain) VALUES (?, ?, ?, ?, ?, ?)`,
 			r.HostID, r.ReceivedAt.Unix(), seq+1, r.Digest, r.FirmwareState, r.BootChain)
 		return err
 	})
@@ -303,8 +370,16 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 
 func (s *sqlStore) checkBlobs(ctx context.Context, tx *sql.Tx, ds []string) error {
 	have := map[string]bool{}
-	for start := 0; start < len(ds); start += 500 {
-		chunk := ds[start:min(start+500, len(ds))]
+	var ask []string
+	for _, d := range ds {
+		if _, ok := s.known.Load(d); ok {
+			have[d] = true
+		} else {
+			ask = append(ask, d)
+		}
+	}
+	for start := 0; start < len(ask); start += 500 {
+		chunk := ask[start:min(start+500, len(ask))]
 		args := make([]any, len(chunk))
 		for i, d := range chunk {
 			args[i] = d
@@ -479,8 +554,14 @@ func (s *sqlStore) Hosts(ctx context.Context, f Filter) ([]Host, error) {
 	return out, wrap("hosts", rows.Err())
 }
 
+// countsOnly reports whether host_groups answers a Groups of f: a filter on
+// dimensions only.
+func countsOnly(f Filter) bool {
+	return len(f.IDs) == 0 && len(f.States) == 0 && f.Hostname == "" && f.SeenSince.IsZero() && f.After == "" && f.Limit == 0
+}
+
 func (s *sqlStore) Groups(ctx context.Context, dims []string, f Filter) ([]Group, error) {
-	f.Reported = true
+	f.Reported = !countsOnly(f) // host_groups counts reported hosts only
 	w, args, err := s.where(f)
 	if err != nil {
 		return nil, err
@@ -495,6 +576,11 @@ func (s *sqlStore) Groups(ctx context.Context, dims []string, f Filter) ([]Group
 	}
 	group := strings.Join(append(append([]string(nil), cols...), "firmware_state", "boot_chain"), ", ")
 	q := `SELECT ` + group + `, COUNT(*), CAST(SUM(pcr7_sealed) AS BIGINT) FROM hosts` + w + ` GROUP BY ` + group + ` ORDER BY ` + group
+	if countsOnly(f) {
+		// The materialised counts (migration 002) answer it.
+		q = `SELECT ` + group + `, CAST(SUM(hosts) AS BIGINT), CAST(SUM(sealed) AS BIGINT) FROM host_groups` + w + ` GROUP BY ` + group +
+			` HAVING SUM(hosts) > 0 ORDER BY ` + group
+	}
 	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, wrap("groups", err)
@@ -557,6 +643,22 @@ func (s *sqlStore) RecentByGroup(ctx context.Context, dims []string, f Filter, p
 	}
 	q := `SELECT ` + hostCols + ` FROM (SELECT ` + hostCols + `, ROW_NUMBER() OVER (` + part + `ORDER BY last_seen DESC, id) AS rn FROM hosts` + w +
 		`) ranked WHERE rn <= ` + strconv.Itoa(max(1, perGroup)) + ` ORDER BY last_seen DESC, id`
+	if perGroup <= 1 && len(cols) > 0 {
+		// One host per group: two hash aggregations (the newest report of
+		// each group, then the least ID among its hosts seen then) instead
+		// of sorting every host for the window: at a million hosts the
+		// sort spills to disk.
+		list := strings.Join(cols, ", ")
+		var on []string
+		for _, c := range cols {
+			on = append(on, "s."+c+" = t."+c)
+		}
+		sel := `SELECT id, ` + list + `, last_seen FROM hosts` + w
+		q = `SELECT ` + hostCols + ` FROM hosts WHERE id IN (SELECT MIN(s.id) FROM (` + sel + `) s JOIN (SELECT ` + list + `, MAX(last_seen) AS m FROM hosts` + w +
+			` GROUP BY ` + list + `) t ON ` + strings.Join(on, " AND ") + ` AND s.last_seen = t.m GROUP BY ` + strings.Join(strings.Split("s."+strings.Join(cols, ", s."), ", "), ", ") +
+			`) ORDER BY last_seen DESC, id`
+		args = append(args, args...)
+	}
 	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, wrap("recent by group", err)
