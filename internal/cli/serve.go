@@ -52,6 +52,8 @@ DIR/admin.token (mode 0600); create other tokens with 'vouch token create'.`,
 	c.Flags().Int64Var(&o.Limits.MaxBlob, "max-blob-bytes", 64<<20, "largest blob (EFI binary, kernel) accepted")
 	c.Flags().Float64Var(&o.Limits.Rate, "rate", 50, "requests per second allowed per credential")
 	c.Flags().IntVar(&o.Limits.Burst, "burst", 100, "burst of requests allowed per credential")
+	c.Flags().Float64Var(&o.Limits.IPRate, "ip-rate", 2000, "requests per second allowed per remote address")
+	c.Flags().IntVar(&o.Limits.IPBurst, "ip-burst", 4000, "burst of requests allowed per remote address")
 	c.Flags().StringSliceVar(&o.ImageURLAllow, "image-url-allow", nil, "networks (CIDRs or addresses) job image URLs may be fetched from; none by default")
 	c.Flags().DurationVar(&o.JobLease, "job-lease", 30*time.Second, "how long a worker holds a job without a heartbeat before it is queued again or failed")
 	return c

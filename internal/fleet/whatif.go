@@ -377,6 +377,7 @@ func (s *Service) WhatIf(ctx context.Context, c *secureboot.Change, q Query) (*W
 func (s *Service) eachHost(ctx context.Context, q Query, pairs []store.StatePair, limit int, f func(store.Host, store.StatePair)) error {
 	fl := q.filter()
 	fl.Limit = limit
+	fl.Narrow = true
 	for start := 0; start < len(pairs); start += 200 {
 		fl.States = pairs[start:min(start+200, len(pairs))]
 		hosts, err := s.Store.Hosts(ctx, fl)

@@ -538,6 +538,9 @@ func (s *sqlStore) Hosts(ctx context.Context, f Filter) ([]Host, error) {
 	if f.Limit > 0 {
 		q += " LIMIT " + strconv.Itoa(f.Limit)
 	}
+	if f.Narrow {
+		q = strings.Replace(q, `SELECT `+cols+from, `SELECT id, firmware_state, boot_chain, pcr7_sealed`+from, 1)
+	}
 	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, wrap("hosts", err)
@@ -545,6 +548,16 @@ func (s *sqlStore) Hosts(ctx context.Context, f Filter) ([]Host, error) {
 	defer rows.Close()
 	out := []Host{}
 	for rows.Next() {
+		if f.Narrow {
+			var h Host
+			var sealed int
+			if err := rows.Scan(&h.ID, &h.FirmwareState, &h.BootChain, &sealed); err != nil {
+				return nil, wrap("hosts", err)
+			}
+			h.PCR7Sealed = sealed != 0
+			out = append(out, h)
+			continue
+		}
 		h, err := scanHost(rows, f.WithFacts)
 		if err != nil {
 			return nil, wrap("hosts", err)

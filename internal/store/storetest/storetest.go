@@ -210,6 +210,10 @@ func Run(t *testing.T, open Open) {
 		if len(st) != 2 || st[0].ID != "h1" || st[1].ID != "h3" {
 			t.Fatalf("state hosts = %+v", st)
 		}
+		narrow, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{FirmwareState: "fw1", BootChain: "c"}}, Narrow: true})
+		if len(narrow) != 2 || narrow[1].ID != "h3" || narrow[1].BootChain != "c" || narrow[1].Hostname != "" {
+			t.Fatalf("narrow state hosts = %+v", narrow)
+		}
 		rec, _ := s.Hosts(ctx, store.Filter{Recent: true, Limit: 1, Reported: true})
 		if len(rec) != 1 || rec[0].ID != "h3" {
 			t.Fatalf("most recent = %+v", rec)
