@@ -198,6 +198,7 @@ unavailable), 2 usage error, unreadable input or a refusal by the server.`,
 	c.Flags().StringVar(&o.Source.Root, "root", "", "collect from this root directory or disk image instead of the running system")
 	c.Flags().StringVar(&o.Source.EFIVars, "efivars", "", "firmware variables directory (efivarfs or exported Name-GUID files)")
 	c.Flags().StringVar(&o.Source.Hostname, "hostname", "", "host name to report")
+	c.Flags().BoolVar(&o.Source.Summaries, "summaries", false, "also report the baseline and package-integrity summaries (hashes every packaged file)")
 	c.Flags().StringVar(&configFile, "config", "/etc/vouch/agent.conf", "agent configuration (label=, lineage=, channel=)")
 	c.Flags().BoolVar(&o.Once, "once", false, "report once and exit")
 	c.Flags().DurationVar(&o.Interval, "interval", time.Hour, "time between reports (with jitter) when not --once")

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -207,10 +208,25 @@ func (e *Evaluator) Judge(m *Machine, c *secureboot.Change) Outcome {
 			stages.Kernel = c.Kernel
 		}
 		if c.Shim != nil {
-			v := gate.Judge(gate.Request{Shim: c.Shim, GRUB: stages.GRUB, Kernel: stages.Kernel, Firmware: fw, SBATPolicy: e.Options.SBATPolicy})
-			if !v.Boots {
-				o.BootsAfter = false
-				reasons = append(reasons, c.Shim.Name+": "+v.Message)
+			// Every boot stage the package installs: each shim with the
+			// next stages, then MokManager and fallback as the new shim
+			// verifies them when it loads them.
+			shimBoots := true
+			for _, shim := range append([]*secureboot.Binary{c.Shim}, c.ShimsAlso...) {
+				v := gate.Judge(gate.Request{Shim: shim, GRUB: stages.GRUB, Kernel: stages.Kernel, Firmware: fw, SBATPolicy: e.Options.SBATPolicy})
+				if !v.Boots {
+					o.BootsAfter, shimBoots = false, false
+					reasons = append(reasons, shim.Name+": "+v.Message)
+				}
+			}
+			if shimBoots && fw.Enforcing() {
+				for _, h := range c.Helpers {
+					d := secureboot.ShimVerifyWith(c.Shim.Image, fw, h.Image, secureboot.ShimOptions{SBATPolicy: e.Options.SBATPolicy})
+					if !d.Allowed {
+						o.BootsAfter = false
+						reasons = append(reasons, fmt.Sprintf("%s: the new shim would refuse it: %s", h.Name, cmp.Or(d.DeniedBy, d.Reason)))
+					}
+				}
 			}
 		}
 	}
