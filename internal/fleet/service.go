@@ -370,6 +370,10 @@ type HostDetail struct {
 	State   *State               `json:"state"`
 	Verdict any                  `json:"secureboot"`
 	History []store.HistoryEntry `json:"history"`
+	// Baseline and Integrity are the summaries in the host's facts (also
+	// under facts), nil when its agent did not collect them.
+	Baseline  *BaselineSummary  `json:"baseline,omitempty"`
+	Integrity *IntegritySummary `json:"integrity,omitempty"`
 }
 
 // Host returns one host's detail.
@@ -386,6 +390,14 @@ func (s *Service) Host(ctx context.Context, id string) (*HostDetail, error) {
 	d := &HostDetail{HostAnswer: answer(h, st), Facts: json.RawMessage(h.Facts), State: st, Verdict: st.Report, History: hist}
 	if len(h.Facts) == 0 {
 		d.Facts = json.RawMessage("null")
+	} else {
+		var sum struct {
+			Baseline  *BaselineSummary  `json:"baseline"`
+			Integrity *IntegritySummary `json:"integrity"`
+		}
+		if json.Unmarshal(h.Facts, &sum) == nil {
+			d.Baseline, d.Integrity = sum.Baseline, sum.Integrity
+		}
 	}
 	return d, nil
 }
