@@ -13,7 +13,8 @@ import (
 // Options say what the new file is like.
 type Options struct {
 	// Mode is the new file's permission bits (and setuid, setgid,
-	// sticky); 0 means 0o644.
+	// sticky), exactly: 0 gives a file no one but root may open, as a
+	// rewritten /etc/shadow of mode 0000 must stay.
 	Mode fs.FileMode
 	// Owner, when set, is given to the new file; a user who may not give
 	// files away (fs.ErrPermission) keeps them as they are.
@@ -50,9 +51,6 @@ func Write(path string, b []byte, o Options) (err error) {
 		return err
 	}
 	mode := o.Mode
-	if mode == 0 {
-		mode = 0o644
-	}
 	if err = f.Chmod(mode.Perm() | mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
 		return err
 	}

@@ -25,6 +25,14 @@ func TestWrite(t *testing.T) {
 	if err != nil || string(b) != "two" || info.Mode().Perm() != 0o640 {
 		t.Errorf("content %q mode %v err %v", b, info.Mode(), err)
 	}
+	// Mode 0 is kept, not replaced by a default (a shadow file of mode 0000
+	// rewritten by remediate stays unreadable).
+	if err := atomicfile.Write(p, []byte("three"), atomicfile.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := os.Stat(p); err != nil || info.Mode().Perm() != 0 {
+		t.Errorf("mode 0 written as %v (%v)", info.Mode(), err)
+	}
 	// A write that fails (the path is a folder) leaves no temporary file.
 	if err := atomicfile.Write(filepath.Join(dir, "a"), []byte("x"), atomicfile.Options{}); err == nil {
 		t.Error("replacing a folder succeeded")

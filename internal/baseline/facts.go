@@ -1,6 +1,7 @@
 package baseline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,92 +9,49 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/vouch-dev/vouch/internal/pkgdb"
 	"github.com/vouch-dev/vouch/internal/sysconf"
 )
 
 // ---- dpkg ----------------------------------------------------------------
 
-type pkgInfo struct {
-	Name, Version, Status string
-}
-
-// packages reads var/lib/dpkg/status (and status.d/ of distroless images): a
-// minimal reader of the stanzas' Package, Status and Version fields. haveDB is
-// false when the target has no dpkg database.
-func (s *State) packages() (pkgs map[string]pkgInfo, haveDB bool, err error) {
+// packages reads the dpkg database through pkgdb (var/lib/dpkg/status and
+// status.d/ of distroless images), every state but not-installed, by name.
+// haveDB is false when the target has no dpkg database; a database file that
+// cannot be read is an error, a corrupt stanza is skipped.
+func (s *State) packages() (pkgs map[string]pkgdb.Package, haveDB bool, err error) {
 	type db struct {
-		m  map[string]pkgInfo
+		m  map[string]pkgdb.Package
 		ok bool
 	}
 	d, err := cached(s, "dpkg", func() (db, error) {
-		m := map[string]pkgInfo{}
-		files := []string{"var/lib/dpkg/status"}
-		extra, err := s.glob("var/lib/dpkg/status.d", "")
+		inv, err := pkgdb.ReadDpkg(context.Background(), s.Root, pkgdb.Options{AllStates: true})
+		if errors.Is(err, pkgdb.ErrNoDatabase) {
+			return db{}, nil
+		}
 		if err != nil {
-			return db{}, err
+			return db{ok: true}, fmt.Errorf("baseline: %w", err)
 		}
-		files = append(files, extra...)
-		found := false
-		for _, f := range files {
-			text, ok, err := s.readText(f)
-			if err != nil {
-				return db{ok: true}, err
+		for _, is := range inv.Issues {
+			if is.Line == 0 && is.Record == 0 { // the file itself, not a stanza in it
+				return db{ok: true}, fmt.Errorf("baseline: read %s", is)
 			}
-			if !ok {
-				continue
-			}
-			found = true
-			parseDpkgStatus(text, m)
 		}
-		return db{m, found}, nil
+		m := make(map[string]pkgdb.Package, len(inv.Packages))
+		for _, p := range inv.Packages {
+			if old, dup := m[p.Name]; !dup || !installed(old) { // one installed architecture is enough
+				m[p.Name] = p
+			}
+		}
+		return db{m, true}, nil
 	})
 	return d.m, d.ok, err
 }
 
-func parseDpkgStatus(text string, into map[string]pkgInfo) {
-	var cur pkgInfo
-	flush := func() {
-		if cur.Name != "" {
-			if cur.Status == "" {
-				cur.Status = "install ok installed" // status.d stanzas carry no Status
-			}
-			into[cur.Name] = cur
-		}
-		cur = pkgInfo{}
-	}
-	for _, l := range sysconf.Lines(text) {
-		if l == "" {
-			flush()
-			continue
-		}
-		if l[0] == ' ' || l[0] == '\t' {
-			continue
-		}
-		k, v, ok := strings.Cut(l, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "Package":
-			cur.Name = v
-		case "Status":
-			cur.Status = v
-		case "Version":
-			cur.Version = v
-		}
-	}
-	flush()
-}
-
 // installed reports whether a package is installed: dpkg's third status word
 // is installed (or a trigger state of an installed package).
-func (p pkgInfo) installed() bool {
-	f := strings.Fields(p.Status)
-	if len(f) != 3 {
-		return false
-	}
-	switch f[2] {
+func installed(p pkgdb.Package) bool {
+	switch p.Status {
 	case "installed", "triggers-awaited", "triggers-pending", "half-configured":
 		return true
 	}
@@ -108,7 +66,7 @@ func (s *State) installedAny(names ...string) ([]string, bool, error) {
 	}
 	var out []string
 	for _, n := range names {
-		if p, found := m[n]; found && p.installed() {
+		if p, found := m[n]; found && installed(p) {
 			out = append(out, n+" "+p.Version)
 		}
 	}

@@ -170,6 +170,11 @@ func TestModulesPackagesUnits(t *testing.T) {
 		{name: "removed package keeps config", rule: "baseline.pkg-telnet-client-absent", want: finding.Pass,
 			files: fstest.MapFS{"var/lib/dpkg/status": dpkg("telnet=deinstall ok config-files")}},
 		{name: "no dpkg database", rule: "baseline.pkg-telnet-client-absent", want: finding.NotApplicable},
+		{name: "distroless status.d", rule: "baseline.pkg-telnet-client-absent", want: finding.Fail, substr: "telnet 2",
+			files: fstest.MapFS{"var/lib/dpkg/status.d/telnet": file("Package: telnet\nVersion: 2\nArchitecture: amd64\n")}},
+		{name: "one architecture installed", rule: "baseline.pkg-telnet-client-absent", want: finding.Fail, substr: "telnet 1",
+			files: fstest.MapFS{"var/lib/dpkg/status": file("Package: telnet\nArchitecture: amd64\nStatus: install ok installed\nVersion: 1\n\n" +
+				"Package: telnet\nArchitecture: i386\nStatus: deinstall ok config-files\nVersion: 1\n\n")}},
 		{name: "unit enabled by a wants link", rule: "baseline.chrony-enabled", want: finding.Pass,
 			files: fstest.MapFS{"var/lib/dpkg/status": dpkg("chrony"), "usr/lib/systemd/system/chrony.service": file("[Unit]\n"),
 				"etc/systemd/system/multi-user.target.wants/chrony.service": link("/lib/systemd/system/chrony.service")}},
@@ -384,4 +389,44 @@ func TestCmdlineSources(t *testing.T) {
 	if r := ruleByID(t, "cloud-image.serial-console").Evaluate(NewState(rootfs.New(root), false)); r.Status != finding.Error {
 		t.Errorf("self-referencing growth: %s %s", r.Status, r.Message)
 	}
+}
+
+// TestPAM: the PAM rules read stacks with sysconf.ParsePAM: continued lines,
+// trailing comments, arguments in any order, whole argument names.
+func TestPAM(t *testing.T) {
+	auth := func(text string) fstest.MapFS { return fstest.MapFS{"etc/pam.d/common-auth": file(text)} }
+	password := func(text string) fstest.MapFS { return fstest.MapFS{"etc/pam.d/common-password": file(text)} }
+	su := func(text string) fstest.MapFS { return fstest.MapFS{"etc/pam.d/su": file(text)} }
+	runCases(t, []primCase{
+		{name: "unix in auth", rule: "baseline.pam-unix-enabled", want: finding.Pass, substr: "common-auth:2",
+			files: auth("# pam_unix.so\nauth [success=1 default=ignore] pam_unix.so\n")},
+		{name: "unix only in a comment", rule: "baseline.pam-unix-enabled", want: finding.Fail,
+			files: auth("auth required pam_deny.so # not pam_unix.so\n")},
+		{name: "no common stacks", rule: "baseline.pam-unix-enabled", want: finding.Fail, substr: "not configured the Debian way"},
+		{name: "continued line", rule: "baseline.pam-faillock-enabled", want: finding.Pass, substr: "common-auth:1",
+			files: auth("auth \\\n  required pam_faillock.so preauth\n")},
+		{name: "nullok", rule: "baseline.pam-unix-nullok", want: finding.Fail, substr: "common-auth:1",
+			files: auth("auth required pam_unix.so nullok\n")},
+		{name: "nullok_secure is another argument", rule: "baseline.pam-unix-nullok", want: finding.Pass,
+			files: auth("auth required pam_unix.so nullok_secure\n")},
+		{name: "nullok in a comment", rule: "baseline.pam-unix-nullok", want: finding.Pass,
+			files: auth("auth required pam_unix.so # nullok\n")},
+		{name: "hash yescrypt", rule: "baseline.pam-unix-hash", want: finding.Pass,
+			files: password("password [success=1 default=ignore] pam_unix.so obscure yescrypt\n")},
+		{name: "hash md5", rule: "baseline.pam-unix-hash", want: finding.Fail, substr: "sha512 or yescrypt",
+			files: password("password [success=1 default=ignore] pam_unix.so obscure md5\n")},
+		{name: "remember 24", rule: "baseline.pwhistory-remember", want: finding.Pass,
+			files: password("password requisite pam_pwhistory.so enforce_for_root remember=24\n")},
+		{name: "remember 5", rule: "baseline.pwhistory-remember", want: finding.Fail,
+			files: password("password requisite pam_pwhistory.so remember=5\n")},
+		{name: "unix remember", rule: "baseline.pam-unix-remember", want: finding.Fail, substr: "remember=",
+			files: password("password required pam_unix.so remember=5\n")},
+		{name: "wheel, arguments in any order", rule: "baseline.su-restricted", want: finding.Pass,
+			files: su("auth required pam_wheel.so group=sugroup use_uid\n")},
+		{name: "wheel without a group", rule: "baseline.su-restricted", want: finding.Fail,
+			files: su("auth required pam_wheel.so use_uid\n")},
+		{name: "wheel sufficient", rule: "baseline.su-restricted", want: finding.Fail,
+			files: su("auth sufficient pam_wheel.so use_uid group=sugroup\n")},
+		{name: "no su stack", rule: "baseline.su-restricted", want: finding.NotApplicable},
+	})
 }

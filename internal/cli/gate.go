@@ -376,7 +376,7 @@ func writeGateFirmware(w io.Writer, m *gate.Machine) {
 	}
 	names := make([]string, len(fw.DBCAs))
 	for i, id := range fw.DBCAs {
-		names[i] = gate.CAName(id)
+		names[i] = secureboot.CAName(id)
 	}
 	fmt.Fprintf(w, "Firmware: %s — %s; db trusts %s\n", fw.Source, mode, orNone(names))
 }
@@ -392,7 +392,7 @@ func writeVerdict(w io.Writer, v *gate.Verdict) {
 	fmt.Fprintf(w, "%s: %s\n", v.Shim, outcomeWords[v.Outcome])
 	names := make([]string, len(v.ShimSignedBy))
 	for i, id := range v.ShimSignedBy {
-		names[i] = gate.CAName(id)
+		names[i] = secureboot.CAName(id)
 	}
 	fmt.Fprintf(w, "  signed by: %s\n", orNone(names))
 	fmt.Fprintf(w, "  %s\n", v.Message)

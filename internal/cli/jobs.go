@@ -303,6 +303,19 @@ func clientCall[T any](c *cobra.Command, cf *clientFlags, out *outFlags, ask fun
 	return out.render(c.OutOrStdout(), v, func(w io.Writer) error { return table(w, v) })
 }
 
+// clientDo is the body of a client command with nothing to render: make
+// the client, ask the server.
+func clientDo(cf *clientFlags, do func(*api.Client) error) error {
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	if err := do(cl); err != nil {
+		return serverError(err)
+	}
+	return nil
+}
+
 func newJobGetCmd() *cobra.Command {
 	var cf clientFlags
 	var out outFlags
@@ -327,28 +340,7 @@ func newJobListCmd() *cobra.Command {
 		Example: `  vouch job list --state Failed
   vouch job list --query "length([?properties.provisioningState=='Succeeded'])"`,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			cl, err := cf.client()
-			if err != nil {
-				return err
-			}
-			list, err := cl.Jobs(c.Context(), f)
-			if err != nil {
-				return serverError(err)
-			}
-			return out.render(c.OutOrStdout(), list, func(w io.Writer) error {
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tSTATE\tPASSED\tFAILED\tOTHER\tCREATED\tREASON")
-				for _, j := range list {
-					s := jobs.Summary(j.Properties.Results)
-					other := len(j.Properties.Results) - s[imagetest.Passed] - s[imagetest.Failed]
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", j.Name, j.Properties.ProvisioningState, s[imagetest.Passed], s[imagetest.Failed],
-						other, j.Properties.CreatedAt.Format(time.RFC3339), oneLineMsg(j.Properties.Reason))
-				}
-				return tw.Flush()
-			})
+			return clientCall(c, &cf, &out, func(cl *api.Client) ([]jobs.Job, error) { return cl.Jobs(c.Context(), f) }, jobListTable)
 		},
 	}
 	cf.register(c)
@@ -357,6 +349,18 @@ func newJobListCmd() *cobra.Command {
 	c.Flags().StringVar(&f.Template, "template", "", "only jobs of this template")
 	c.Flags().IntVar(&f.Limit, "limit", 100, "at most this many")
 	return c
+}
+
+func jobListTable(w io.Writer, list []jobs.Job) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tPASSED\tFAILED\tOTHER\tCREATED\tREASON")
+	for _, j := range list {
+		s := jobs.Summary(j.Properties.Results)
+		other := len(j.Properties.Results) - s[imagetest.Passed] - s[imagetest.Failed]
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", j.Name, j.Properties.ProvisioningState, s[imagetest.Passed], s[imagetest.Failed],
+			other, j.Properties.CreatedAt.Format(time.RFC3339), oneLineMsg(j.Properties.Reason))
+	}
+	return tw.Flush()
 }
 
 func newJobCancelCmd() *cobra.Command {
@@ -378,14 +382,7 @@ func newJobDeleteCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "delete NAME", Short: "Delete an ended job with its logs", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := cf.client()
-			if err != nil {
-				return err
-			}
-			if err := cl.DeleteJob(c.Context(), args[0]); err != nil {
-				return serverError(err)
-			}
-			return nil
+			return clientDo(&cf, func(cl *api.Client) error { return cl.DeleteJob(c.Context(), args[0]) })
 		},
 	}
 	cf.register(c)
@@ -507,14 +504,7 @@ func newTemplateCmd() *cobra.Command {
 	var dcf clientFlags
 	del := &cobra.Command{Use: "delete NAME", Short: "Delete a template", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := dcf.client()
-			if err != nil {
-				return err
-			}
-			if err := cl.DeleteTemplate(c.Context(), args[0]); err != nil {
-				return serverError(err)
-			}
-			return nil
+			return clientDo(&dcf, func(cl *api.Client) error { return cl.DeleteTemplate(c.Context(), args[0]) })
 		}}
 	dcf.register(del)
 	c.AddCommand(create, get, list, del)

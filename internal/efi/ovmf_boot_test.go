@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,6 +78,7 @@ func TestOVMFBootKeepsWrites(t *testing.T) {
 		"-drive", "if=pflash,format=raw,unit=1,file="+copyPath,
 		"-nographic", "-serial", "file:"+serial, "-display", "none", "-monitor", "none",
 		"-no-reboot", "-m", "256", "-accel", "tcg")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a killed test kills its guest
 	var qemuOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &qemuOut, &qemuOut
 	start := time.Now()

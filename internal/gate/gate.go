@@ -298,7 +298,7 @@ func onlyWord(ids []string) string {
 func caList(ids []string) string {
 	names := make([]string, len(ids))
 	for i, id := range ids {
-		names[i] = CAName(id)
+		names[i] = secureboot.CAName(id)
 	}
 	switch len(names) {
 	case 0:
@@ -307,16 +307,6 @@ func caList(ids []string) string {
 		return names[0]
 	}
 	return strings.Join(names[:len(names)-1], ", the ") + " and the " + names[len(names)-1]
-}
-
-// CAName is a known CA's certificate name ("Microsoft UEFI CA 2023").
-func CAName(id string) string {
-	for _, k := range authenticode.KnownCAs() {
-		if k.ID == id {
-			return k.Name
-		}
-	}
-	return id
 }
 
 // Stages are the next stages a new shim will load.

@@ -156,9 +156,21 @@ var ErrNoDatabase = errors.New("pkgdb: no package database found")
 // is none, and an error wrapping the issues when databases exist but nothing
 // could be read from any of them.
 func Read(ctx context.Context, fsys fs.FS, opts Options) (*Inventory, error) {
+	return read(ctx, fsys, opts, readDpkg, readRPM, readAPK)
+}
+
+// ReadDpkg is Read for the dpkg database alone (var/lib/dpkg/status and
+// status.d/), for callers whose rules are written for Debian's packages.
+func ReadDpkg(ctx context.Context, fsys fs.FS, opts Options) (*Inventory, error) {
+	return read(ctx, fsys, opts, readDpkg)
+}
+
+type reader func(context.Context, fs.FS, Options, *Inventory) (bool, error)
+
+func read(ctx context.Context, fsys fs.FS, opts Options, readers ...reader) (*Inventory, error) {
 	inv := &Inventory{}
 	found := false
-	for _, r := range []func(context.Context, fs.FS, Options, *Inventory) (bool, error){readDpkg, readRPM, readAPK} {
+	for _, r := range readers {
 		ok, err := r(ctx, fsys, opts, inv)
 		if err != nil {
 			return nil, err

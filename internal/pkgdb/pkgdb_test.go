@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/adler32"
 	"os"
@@ -529,5 +530,19 @@ func TestRPMHeaderBounds(t *testing.T) {
 	p, err := PackageFromHeader(hd, "x")
 	if err != nil || p.Name == "" || p.Version == "" {
 		t.Fatalf("%+v: %v", p, err)
+	}
+}
+
+// TestReadDpkg: ReadDpkg reads dpkg's database alone; a root with only an apk
+// database has none.
+func TestReadDpkg(t *testing.T) {
+	apk := fstest.MapFS{"lib/apk/db/installed": {Data: []byte("P:musl\nV:1.2.4-r4\nA:x86_64\n\n")}}
+	if _, err := ReadDpkg(context.Background(), apk, Options{}); !errors.Is(err, ErrNoDatabase) {
+		t.Errorf("apk root: err = %v, want ErrNoDatabase", err)
+	}
+	apk["var/lib/dpkg/status"] = &fstest.MapFile{Data: []byte("Package: telnet\nStatus: deinstall ok config-files\nVersion: 1\n\n")}
+	inv, err := ReadDpkg(context.Background(), apk, Options{AllStates: true})
+	if err != nil || len(inv.Packages) != 1 || inv.Packages[0].Name != "telnet" || inv.Packages[0].Status != "config-files" {
+		t.Errorf("packages = %+v, %v", inv, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vouch-dev/vouch/internal/atomicfile"
 	"github.com/vouch-dev/vouch/internal/rootfs"
 )
 
@@ -215,44 +216,13 @@ func (c *Changer) apply(o op) error {
 	case "chown":
 		return os.Lchown(hp, o.uid, o.gid)
 	}
-	dir := filepath.Dir(hp)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".vouch-tmp-*")
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(o.content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(o.mode.Perm() | o.mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chown(o.uid, o.gid); err != nil && !errors.Is(err, fs.ErrPermission) {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), hp); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	// Mode as planned: an existing file keeps its mode, even 0 (shadow on
+	// Red Hat systems), and its owner.
+	return atomicfile.Write(hp, o.content, atomicfile.Options{
+		Mode:     o.mode,
+		Owner:    &atomicfile.Owner{UID: o.uid, GID: o.gid},
+		MkdirAll: true,
+	})
 }
 
 // backup copies the original of a file about to change (once per run) into

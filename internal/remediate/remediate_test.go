@@ -137,7 +137,7 @@ func TestRun(t *testing.T) {
 	if info, err := os.Stat(filepath.Join(root, BackupRoot)); err != nil || info.Mode().Perm() != 0o700 {
 		t.Errorf("backup root: %v %v", info, err)
 	}
-	if m, _ := filepath.Glob(filepath.Join(root, "etc", ".vouch-tmp-*")); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(root, "etc", ".*.vouch-*")); len(m) > 0 {
 		t.Errorf("temporary files left: %v", m)
 	}
 
@@ -156,5 +156,33 @@ func TestRun(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), img, rules, newState, false, &out); !errors.Is(err, ErrImage) {
 		t.Errorf("image: %v, want ErrImage", err)
+	}
+}
+
+// TestRunKeepsModeZero: a file of mode 0000 (/etc/shadow on Red Hat systems)
+// rewritten by a fix stays 0000.
+func TestRunKeepsModeZero(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/os-release"), []byte("ID=rhel\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shadow := filepath.Join(root, "etc/shadow")
+	if err := os.WriteFile(shadow, []byte("root:!:19000::::::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shadow, 0); err != nil {
+		t.Fatal(err)
+	}
+	rules := []Rule[*state]{fileRule("t.shadow", "etc/shadow", "x:", "x:!:19000::::::")}
+	var out bytes.Buffer
+	sum, err := Run(context.Background(), root, rules, newState, false, &out)
+	if err != nil || sum.Changes != 1 {
+		t.Fatalf("run: %+v %v\n%s", sum, err, out.String())
+	}
+	if fi, err := os.Stat(shadow); err != nil || fi.Mode().Perm() != 0 {
+		t.Errorf("etc/shadow mode %v (%v), want 0000 kept", fi.Mode(), err)
 	}
 }

@@ -235,20 +235,7 @@ func (fw *Firmware) allowedByDb(s *authenticode.Signature) (e dbEntry, revoked s
 // verifies reports whether s verifies with the db entry, and the certificate
 // that anchored it.
 func (e dbEntry) verifies(s *authenticode.Signature) (*x509.Certificate, bool) {
-	if e.cert != nil {
-		return e.cert, s.VerifiesWith(e.cert)
-	}
-	// A profile CA: the signature must be valid and carry the CA's own
-	// certificate in its chain (each chain link is signature-checked).
-	if !s.SignatureValid || !s.DigestMatches {
-		return nil, false
-	}
-	for _, c := range s.Chain {
-		if fingerprint(c) == e.sha256 {
-			return c, true
-		}
-	}
-	return nil, false
+	return e.cert, s.VerifiesWith(e.cert)
 }
 
 // tbsInDbx is IsCertHashFoundInDbx: the TBSCertificate hash of c in an

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/authenticode"
 	"github.com/vouch-dev/vouch/internal/efi"
+	"github.com/vouch-dev/vouch/internal/mscerts"
 )
 
 // What-if firmware profiles: the Microsoft certificates a PC or cloud VM ships
@@ -55,22 +56,16 @@ func mustGUID(s string) efi.GUID {
 	return g
 }
 
-// dbEntry is one X509 entry of db as the verifiers try them: a certificate,
-// or, in a profile, a known CA identified by fingerprint only (its
-// certificate is not in the repository; the signature's own chain carries it).
+// dbEntry is one X509 entry of db as the verifiers try them.
 type dbEntry struct {
-	cert   *x509.Certificate // nil for a profile CA
-	ca     string            // known-CA ID or ""
-	sha256 string            // fingerprint of the profile CA
-	origin string            // "db", "db (profile microsoft-2011)", "db (--db-cert FILE)"
-	strict bool              // the entry passes shim's verify_x509 (exact DER length)
-	first  bool              // the first entry of its signature list (shim tries only those)
+	cert   *x509.Certificate
+	ca     string // known-CA ID or ""
+	origin string // "db", "db (profile microsoft-2011)", "db (--db-cert FILE)"
+	strict bool   // the entry passes shim's verify_x509 (exact DER length)
+	first  bool   // the first entry of its signature list (shim tries only those)
 }
 
 func (e dbEntry) String() string {
-	if e.cert == nil {
-		return fmt.Sprintf("%s: %s (%s)", e.origin, caName(e.ca), e.ca)
-	}
 	return e.origin + ": " + describeCert(e.cert)
 }
 
@@ -283,9 +278,8 @@ func knownIn(entries []dbEntry) []string {
 }
 
 // FromProfile returns a what-if firmware state: Secure Boot on, user mode,
-// the profile's Microsoft CAs in db and KEK (known by fingerprint; a
-// signature's own chain supplies the certificate), an empty dbx, no MOK and no
-// SbatLevel variable.
+// the profile's Microsoft CAs in db (their built-in certificates,
+// internal/mscerts) and KEK, an empty dbx, no MOK and no SbatLevel variable.
 func FromProfile(name string) (*Firmware, error) {
 	db, kek, err := ProfileCAs(name)
 	if err != nil {
@@ -300,12 +294,12 @@ func FromProfile(name string) (*Firmware, error) {
 		DBCAs:       append([]string(nil), db...),
 		KEKCAs:      append([]string(nil), kek...),
 	}
-	fps := map[string]string{}
-	for _, k := range authenticode.KnownCAs() {
-		fps[k.ID] = k.SHA256
-	}
 	for _, id := range db {
-		fw.db = append(fw.db, dbEntry{ca: id, sha256: fps[id], origin: "db (profile " + name + ")", strict: true, first: true})
+		c, ok := mscerts.Lookup(id)
+		if !ok {
+			return nil, fmt.Errorf("secureboot: firmware profile %s: no built-in certificate %q", name, id)
+		}
+		fw.db = append(fw.db, dbEntry{cert: c, ca: id, origin: "db (profile " + name + ")", strict: true, first: true})
 	}
 	return fw, nil
 }

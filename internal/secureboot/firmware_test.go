@@ -1,6 +1,7 @@
 package secureboot
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/vouch-dev/vouch/internal/efi"
+	"github.com/vouch-dev/vouch/internal/mscerts"
 
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
@@ -155,6 +157,17 @@ func TestProfiles(t *testing.T) {
 		}
 		if got := len(fw.DBEntries()); got != len(fw.DBCAs) {
 			t.Errorf("%s: %d db entries for %d CAs", name, got, len(fw.DBCAs))
+		}
+		// Each db entry is the built-in certificate of its CA (mscerts),
+		// described by its name and ID.
+		for i, e := range fw.db {
+			der, ok := mscerts.DER(fw.DBCAs[i])
+			if !ok || e.cert == nil || !bytes.Equal(e.cert.Raw, der) || e.ca != fw.DBCAs[i] {
+				t.Errorf("%s: db entry %d is not the built-in %s", name, i, fw.DBCAs[i])
+			}
+			if want := "db (profile " + name + "): " + CAName(fw.DBCAs[i]) + " (" + fw.DBCAs[i] + ")"; e.String() != want {
+				t.Errorf("%s: entry %q, want %q", name, e.String(), want)
+			}
 		}
 	}
 }

@@ -71,7 +71,7 @@ func bootOVMF(t *testing.T, dir string, esp, vars []byte) bootResult {
 		"-drive", "if=virtio,format=raw,file="+espPath,
 		"-m", "256", "-serial", "file:"+serial, "-display", "none", "-monitor", "none",
 		"-accel", "tcg", "-no-reboot")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // a killed test kills its guest
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()

@@ -21,9 +21,7 @@
 package secureboot
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -100,11 +98,6 @@ func describeCert(c *x509.Certificate) string {
 	return certName(c)
 }
 
-func fingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(sum[:])
-}
-
 // topLevel returns the signatures firmware and shim evaluate: each
 // WIN_CERTIFICATE entry's own signature, not the nested ones.
 func topLevel(sigs []*authenticode.Signature) []*authenticode.Signature {
@@ -126,15 +119,16 @@ func describeSignature(s *authenticode.Signature) string {
 	}
 	out := fmt.Sprintf("signature %d by %s", n, certName(s.Signer))
 	if ca := s.KnownCA(); ca != "" {
-		out += " under " + caName(ca)
+		out += " under " + CAName(ca)
 	} else if top := s.Chain[len(s.Chain)-1]; top.Issuer.CommonName != "" {
 		out += " issued by " + top.Issuer.CommonName
 	}
 	return out
 }
 
-// caName turns a known-CA ID into its certificate name.
-func caName(id string) string {
+// CAName is a known CA's certificate name ("Microsoft UEFI CA 2023"), the ID
+// itself for another.
+func CAName(id string) string {
 	for _, k := range authenticode.KnownCAs() {
 		if k.ID == id {
 			return k.Name

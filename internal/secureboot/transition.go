@@ -96,7 +96,7 @@ func shimWords(shim *Stage) string {
 	}
 	names := make([]string, len(ids))
 	for i, id := range ids {
-		names[i] = caName(id)
+		names[i] = CAName(id)
 	}
 	return fmt.Sprintf("the shim %s is signed by %s", shim.Path, stringsJoinAnd(names))
 }

@@ -287,20 +287,7 @@ func (s *sqlStore) Jobs(ctx context.Context, f JobFilter) ([]JobRecord, error) {
 	if f.Limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
-	if err != nil {
-		return nil, wrap("jobs", err)
-	}
-	defer rows.Close()
-	var out []JobRecord
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, wrap("jobs", err)
-		}
-		out = append(out, j)
-	}
-	return out, wrap("jobs", rows.Err())
+	return queryAll(ctx, s, "jobs", q, args, nil, func(r *sql.Rows) (JobRecord, error) { return scanJob(r) })
 }
 
 func (s *sqlStore) DeleteJob(ctx context.Context, id string) error {

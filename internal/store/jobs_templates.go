@@ -40,23 +40,15 @@ func (s *sqlStore) Template(ctx context.Context, name string) (Template, error) 
 }
 
 func (s *sqlStore) Templates(ctx context.Context) ([]Template, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, body, created_at, updated_at FROM job_templates ORDER BY name`)
-	if err != nil {
-		return nil, wrap("templates", err)
-	}
-	defer rows.Close()
-	var out []Template
-	for rows.Next() {
+	const q = `SELECT name, body, created_at, updated_at FROM job_templates ORDER BY name`
+	return queryAll(ctx, s, "templates", q, nil, nil, func(r *sql.Rows) (Template, error) {
 		var t Template
 		var body string
 		var c, u int64
-		if err := rows.Scan(&t.Name, &body, &c, &u); err != nil {
-			return nil, wrap("templates", err)
-		}
+		err := r.Scan(&t.Name, &body, &c, &u)
 		t.Body, t.CreatedAt, t.UpdatedAt = []byte(body), fromMS(c), fromMS(u)
-		out = append(out, t)
-	}
-	return out, wrap("templates", rows.Err())
+		return t, err
+	})
 }
 
 func (s *sqlStore) DeleteTemplate(ctx context.Context, name string) error {
@@ -72,22 +64,14 @@ func (s *sqlStore) DeleteTemplate(ctx context.Context, name string) error {
 }
 
 func (s *sqlStore) JobEvents(ctx context.Context, id string) ([]JobEvent, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, at, state, worker, note FROM job_events WHERE job_id = ? ORDER BY seq`), id)
-	if err != nil {
-		return nil, wrap("job events", err)
-	}
-	defer rows.Close()
-	var out []JobEvent
-	for rows.Next() {
+	const q = `SELECT seq, at, state, worker, note FROM job_events WHERE job_id = ? ORDER BY seq`
+	return queryAll(ctx, s, "job events", q, []any{id}, nil, func(r *sql.Rows) (JobEvent, error) {
 		e := JobEvent{JobID: id}
 		var at int64
-		if err := rows.Scan(&e.Seq, &at, &e.State, &e.Worker, &e.Note); err != nil {
-			return nil, wrap("job events", err)
-		}
+		err := r.Scan(&e.Seq, &at, &e.State, &e.Worker, &e.Note)
 		e.At = fromMS(at)
-		out = append(out, e)
-	}
-	return out, wrap("job events", rows.Err())
+		return e, err
+	})
 }
 
 func (s *sqlStore) JobLog(ctx context.Context, id, caseName string, after int64, limit int) ([]JobLogLine, error) {
@@ -101,20 +85,11 @@ func (s *sqlStore) JobLog(ctx context.Context, id, caseName string, after int64,
 	if limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, limit)
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
-	if err != nil {
-		return nil, wrap("job log", err)
-	}
-	defer rows.Close()
-	var out []JobLogLine
-	for rows.Next() {
+	return queryAll(ctx, s, "job log", q, args, nil, func(r *sql.Rows) (JobLogLine, error) {
 		var l JobLogLine
 		var at int64
-		if err := rows.Scan(&l.Seq, &l.Case, &at, &l.Line); err != nil {
-			return nil, wrap("job log", err)
-		}
+		err := r.Scan(&l.Seq, &l.Case, &at, &l.Line)
 		l.At = fromMS(at)
-		out = append(out, l)
-	}
-	return out, wrap("job log", rows.Err())
+		return l, err
+	})
 }

@@ -180,6 +180,47 @@ func (s *sqlStore) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// queryAll runs q and appends every row, read by scan, to into (an empty
+// slice or nil: what callers return for no rows). op names the operation in
+// errors.
+func queryAll[T any](ctx context.Context, s *sqlStore, op, q string, args []any, into []T, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		into = append(into, v)
+	}
+	return into, wrap(op, rows.Err())
+}
+
+// dimCol is the hosts column of a grouping dimension.
+func dimCol(d string) (string, error) {
+	col, ok := dimColumn[d]
+	if !ok {
+		return "", fmt.Errorf("store: unknown dimension %q (want one of %s)", d, strings.Join(Dims(), ", "))
+	}
+	return col, nil
+}
+
+// dimCols maps dimensions to their columns.
+func dimCols(dims []string) ([]string, error) {
+	cols := make([]string, 0, len(dims))
+	for _, d := range dims {
+		col, err := dimCol(d)
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, col)
+	}
+	return cols, nil
+}
+
 func wrap(op string, err error) error {
 	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.Is(err, ErrStale) {
 		return err
@@ -485,9 +526,9 @@ func (s *sqlStore) where(f Filter) (string, []any, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		col, ok := dimColumn[k]
-		if !ok {
-			return "", nil, fmt.Errorf("store: unknown dimension %q (want one of %s)", k, strings.Join(Dims(), ", "))
+		col, err := dimCol(k)
+		if err != nil {
+			return "", nil, err
 		}
 		conds = append(conds, col+" = ?")
 		args = append(args, f.Dims[k])
@@ -540,31 +581,15 @@ func (s *sqlStore) Hosts(ctx context.Context, f Filter) ([]Host, error) {
 	}
 	if f.Narrow {
 		q = strings.Replace(q, `SELECT `+cols+from, `SELECT id, firmware_state, boot_chain, pcr7_sealed`+from, 1)
-	}
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
-	if err != nil {
-		return nil, wrap("hosts", err)
-	}
-	defer rows.Close()
-	out := []Host{}
-	for rows.Next() {
-		if f.Narrow {
+		return queryAll(ctx, s, "hosts", q, args, []Host{}, func(r *sql.Rows) (Host, error) {
 			var h Host
 			var sealed int
-			if err := rows.Scan(&h.ID, &h.FirmwareState, &h.BootChain, &sealed); err != nil {
-				return nil, wrap("hosts", err)
-			}
+			err := r.Scan(&h.ID, &h.FirmwareState, &h.BootChain, &sealed)
 			h.PCR7Sealed = sealed != 0
-			out = append(out, h)
-			continue
-		}
-		h, err := scanHost(rows, f.WithFacts)
-		if err != nil {
-			return nil, wrap("hosts", err)
-		}
-		out = append(out, h)
+			return h, err
+		})
 	}
-	return out, wrap("hosts", rows.Err())
+	return queryAll(ctx, s, "hosts", q, args, []Host{}, func(r *sql.Rows) (Host, error) { return scanHost(r, f.WithFacts) })
 }
 
 // countsOnly reports whether host_groups answers a Groups of f: a filter on
@@ -579,13 +604,9 @@ func (s *sqlStore) Groups(ctx context.Context, dims []string, f Filter) ([]Group
 	if err != nil {
 		return nil, err
 	}
-	var cols []string
-	for _, d := range dims {
-		col, ok := dimColumn[d]
-		if !ok {
-			return nil, fmt.Errorf("store: unknown dimension %q (want one of %s)", d, strings.Join(Dims(), ", "))
-		}
-		cols = append(cols, col)
+	cols, err := dimCols(dims)
+	if err != nil {
+		return nil, err
 	}
 	group := strings.Join(append(append([]string(nil), cols...), "firmware_state", "boot_chain"), ", ")
 	q := `SELECT ` + group + `, COUNT(*), CAST(SUM(pcr7_sealed) AS BIGINT) FROM hosts` + w + ` GROUP BY ` + group + ` ORDER BY ` + group
@@ -594,47 +615,29 @@ func (s *sqlStore) Groups(ctx context.Context, dims []string, f Filter) ([]Group
 		q = `SELECT ` + group + `, CAST(SUM(hosts) AS BIGINT), CAST(SUM(sealed) AS BIGINT) FROM host_groups` + w + ` GROUP BY ` + group +
 			` HAVING SUM(hosts) > 0 ORDER BY ` + group
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
-	if err != nil {
-		return nil, wrap("groups", err)
-	}
-	defer rows.Close()
-	out := []Group{}
-	for rows.Next() {
+	return queryAll(ctx, s, "groups", q, args, []Group{}, func(r *sql.Rows) (Group, error) {
 		g := Group{Values: make([]string, len(dims))}
 		dest := make([]any, 0, len(dims)+4)
 		for i := range g.Values {
 			dest = append(dest, &g.Values[i])
 		}
 		dest = append(dest, &g.State.FirmwareState, &g.State.BootChain, &g.Hosts, &g.PCR7Sealed)
-		if err := rows.Scan(dest...); err != nil {
-			return nil, wrap("groups", err)
-		}
-		out = append(out, g)
-	}
-	return out, wrap("groups", rows.Err())
+		return g, r.Scan(dest...)
+	})
 }
 
 func (s *sqlStore) History(ctx context.Context, hostID string, limit int) ([]HistoryEntry, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT received_at, report_digest, firmware_state, boot_chain FROM host_reports WHERE host_id = ? ORDER BY seq DESC LIMIT `+strconv.Itoa(limit)), hostID)
-	if err != nil {
-		return nil, wrap("history", err)
-	}
-	defer rows.Close()
-	out := []HistoryEntry{}
-	for rows.Next() {
+	q := `SELECT received_at, report_digest, firmware_state, boot_chain FROM host_reports WHERE host_id = ? ORDER BY seq DESC LIMIT ` + strconv.Itoa(limit)
+	return queryAll(ctx, s, "history", q, []any{hostID}, []HistoryEntry{}, func(r *sql.Rows) (HistoryEntry, error) {
 		var e HistoryEntry
 		var at int64
-		if err := rows.Scan(&at, &e.Digest, &e.FirmwareState, &e.BootChain); err != nil {
-			return nil, wrap("history", err)
-		}
+		err := r.Scan(&at, &e.Digest, &e.FirmwareState, &e.BootChain)
 		e.ReceivedAt = time.Unix(at, 0).UTC()
-		out = append(out, e)
-	}
-	return out, wrap("history", rows.Err())
+		return e, err
+	})
 }
 
 func (s *sqlStore) RecentByGroup(ctx context.Context, dims []string, f Filter, perGroup int) ([]Host, error) {
@@ -642,13 +645,9 @@ func (s *sqlStore) RecentByGroup(ctx context.Context, dims []string, f Filter, p
 	if err != nil {
 		return nil, err
 	}
-	var cols []string
-	for _, d := range dims {
-		col, ok := dimColumn[d]
-		if !ok {
-			return nil, fmt.Errorf("store: unknown dimension %q (want one of %s)", d, strings.Join(Dims(), ", "))
-		}
-		cols = append(cols, col)
+	cols, err := dimCols(dims)
+	if err != nil {
+		return nil, err
 	}
 	part := ""
 	if len(cols) > 0 {
@@ -672,18 +671,5 @@ func (s *sqlStore) RecentByGroup(ctx context.Context, dims []string, f Filter, p
 			`) ORDER BY last_seen DESC, id`
 		args = append(args, args...)
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
-	if err != nil {
-		return nil, wrap("recent by group", err)
-	}
-	defer rows.Close()
-	out := []Host{}
-	for rows.Next() {
-		h, err := scanHost(rows, false)
-		if err != nil {
-			return nil, wrap("recent by group", err)
-		}
-		out = append(out, h)
-	}
-	return out, wrap("recent by group", rows.Err())
+	return queryAll(ctx, s, "recent by group", q, args, []Host{}, func(r *sql.Rows) (Host, error) { return scanHost(r, false) })
 }

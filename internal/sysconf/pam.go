@@ -99,3 +99,17 @@ func (r PAMRule) Uses(typ, module string) bool {
 	}
 	return m == module
 }
+
+// Arg reports whether the rule has the argument name, alone ("nullok") or
+// with a value ("remember=24"), and the value of the first such argument.
+func (r PAMRule) Arg(name string) (value string, ok bool) {
+	for _, a := range r.Args {
+		if a == name {
+			return "", true
+		}
+		if v, found := strings.CutPrefix(a, name+"="); found {
+			return v, true
+		}
+	}
+	return "", false
+}

@@ -108,4 +108,13 @@ func TestPAM(t *testing.T) {
 	if rs[2].Include != "common-auth" || !rs[3].Bad {
 		t.Errorf("include and bad line %+v %+v", rs[2], rs[3])
 	}
+	r := ParsePAM("p", "password requisite pam_pwhistory.so remember=24 enforce_for_root rememberx=1\n")[0]
+	for _, c := range []struct {
+		name, value string
+		ok          bool
+	}{{"remember", "24", true}, {"enforce_for_root", "", true}, {"use_authtok", "", false}, {"remembe", "", false}} {
+		if v, ok := r.Arg(c.name); v != c.value || ok != c.ok {
+			t.Errorf("Arg(%q) = %q %v, want %q %v", c.name, v, ok, c.value, c.ok)
+		}
+	}
 }

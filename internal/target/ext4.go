@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,7 +32,8 @@ import (
 // inline data (i_block plus the system.data extended attribute). Checksums are
 // not verified and the journal is not replayed. Every number read from the image
 // is bounds-checked; a corrupt structure is an error for the call that met it.
-// ext4map.go maps a file's blocks; ext4file.go reads files and describes them.
+// ext4map.go maps a file's blocks; ext4dir.go reads directories and walks paths;
+// ext4file.go reads files and describes them.
 type ext4FS struct {
 	meta io.ReaderAt // superblock, descriptors, inodes, extent and indirect blocks (read-ahead)
 	data io.ReaderAt // file contents and directories, read a run of blocks at a time
@@ -48,10 +48,9 @@ type ext4FS struct {
 	inodeTables   []uint64 // by group: first block of its inode table
 	fileTypeInDir bool     // FILETYPE: the directory entry carries the type
 
-	mu       sync.Mutex
-	dirs     map[uint32]*ext4Dir
-	dirNames int // entries held in dirs, to bound memory
-	inodeC   map[uint32]*ext4Inode
+	mu     sync.Mutex // guards inodeC
+	inodeC map[uint32]*ext4Inode
+	dirs   dirCache[uint32]
 }
 
 // Feature flags (s_feature_incompat) that change how the file system is read.
@@ -101,17 +100,6 @@ type ext4Inode struct {
 	fastLink bool
 }
 
-// ext4Dir is a directory read once: its entries by name and in name order.
-type ext4Dir struct {
-	byName map[string]ext4DirEnt
-	sorted []string
-}
-
-type ext4DirEnt struct {
-	ino uint32
-	typ byte // file type from the entry (EXT4_FT_*), 0 when unknown
-}
-
 func newExt4FS(r *io.SectionReader) (*ext4FS, error) {
 	sb := make([]byte, 1024)
 	if _, err := r.ReadAt(sb, 1024); err != nil {
@@ -133,7 +121,6 @@ func newExt4FS(r *io.SectionReader) (*ext4FS, error) {
 		inodesPerGrp: le.Uint32(sb[0x28:]),
 		inodeSize:    128,
 		featIncompat: le.Uint32(sb[0x60:]),
-		dirs:         map[uint32]*ext4Dir{},
 		inodeC:       map[uint32]*ext4Inode{},
 	}
 	e.fileTypeInDir = e.featIncompat&ext4IncompatFiletype != 0
@@ -366,175 +353,6 @@ func (e *ext4FS) readAll(in *ext4Inode, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("inode %d: %w", in.ino, err)
 	}
 	return buf, nil
-}
-
-// dir returns the listing of directory inode in, reading it on first use.
-func (e *ext4FS) dir(in *ext4Inode) (*ext4Dir, error) {
-	e.mu.Lock()
-	d := e.dirs[in.ino]
-	e.mu.Unlock()
-	if d != nil {
-		return d, nil
-	}
-	d = &ext4Dir{byName: map[string]ext4DirEnt{}}
-	if in.flags&ext4InlineDataFl != 0 {
-		// i_block: the parent's inode number, then entries; system.data
-		// holds more entries (fs/ext4/inline.c).
-		if err := e.parseDirBlock(d, in.block[4:], in.ino); err != nil {
-			return nil, err
-		}
-		if len(in.inline) > 0 {
-			if err := e.parseDirBlock(d, in.inline, in.ino); err != nil {
-				return nil, err
-			}
-		}
-	} else {
-		if in.size > min(e.size, ext4MaxDirSize) {
-			return nil, fmt.Errorf("directory inode %d claims %d bytes (corrupt inode?)", in.ino, in.size)
-		}
-		runs, err := e.runs(in)
-		if err != nil {
-			return nil, fmt.Errorf("directory inode %d: %w", in.ino, err)
-		}
-		for _, r := range runs {
-			if r.zero {
-				continue // unwritten blocks hold no entries
-			}
-			buf := make([]byte, int64(r.n)*e.blockSize)
-			if _, err := e.data.ReadAt(buf, int64(r.phys)*e.blockSize); err != nil {
-				return nil, fmt.Errorf("directory inode %d: %w", in.ino, err)
-			}
-			for b := int64(0); b < int64(len(buf)); b += e.blockSize {
-				if err := e.parseDirBlock(d, buf[b:b+e.blockSize], in.ino); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
-	d.sorted = make([]string, 0, len(d.byName))
-	for name := range d.byName {
-		d.sorted = append(d.sorted, name)
-	}
-	slices.Sort(d.sorted)
-	e.mu.Lock()
-	if e.dirNames+len(d.sorted) > ext4MaxCachedNames {
-		clear(e.dirs)
-		e.dirNames = 0
-	}
-	e.dirs[in.ino] = d
-	e.dirNames += len(d.sorted)
-	e.mu.Unlock()
-	return d, nil
-}
-
-// parseDirBlock adds the entries of one linear directory block
-// (struct ext4_dir_entry_2). Unused entries (inode 0: deleted entries, the
-// checksum tail, htree index blocks) are skipped, and so are "." and "..".
-func (e *ext4FS) parseDirBlock(d *ext4Dir, b []byte, dirIno uint32) error {
-	le := binary.LittleEndian
-	for p := 0; p+8 <= len(b); {
-		ino := le.Uint32(b[p:])
-		recLen := int(le.Uint16(b[p+4:]))
-		if e.blockSize == 65536 && (recLen == 65535 || recLen == 0) {
-			recLen = 65536 // ext4_rec_len_from_disk
-		}
-		nameLen, typ := int(b[p+6]), b[p+7]
-		if !e.fileTypeInDir {
-			nameLen, typ = int(le.Uint16(b[p+6:])), 0
-		}
-		if recLen < 8 || recLen%4 != 0 || p+recLen > len(b) || (ino != 0 && 8+nameLen > recLen) {
-			return fmt.Errorf("directory inode %d: corrupt entry at byte %d (record length %d, name length %d)", dirIno, p, recLen, nameLen)
-		}
-		if ino != 0 && nameLen > 0 {
-			name := string(b[p+8 : p+8+nameLen])
-			if name != "." && name != ".." && !strings.Contains(name, "/") {
-				if _, dup := d.byName[name]; !dup {
-					d.byName[name] = ext4DirEnt{ino: ino, typ: typ}
-				}
-			}
-		}
-		p += recLen
-	}
-	return nil
-}
-
-// lookup walks name (a valid io/fs path, "." for the root) from the root
-// without following symlinks, and returns its inode.
-func (e *ext4FS) lookup(name string) (*ext4Inode, error) {
-	in, err := e.inode(ext4RootIno)
-	if err != nil {
-		return nil, err
-	}
-	if name == "." || name == "" {
-		return in, nil
-	}
-	for elem := range strings.SplitSeq(name, "/") {
-		if in.mode&0xF000 != 0x4000 {
-			return nil, fmt.Errorf("%s: %w (a path element is not a directory)", name, fs.ErrNotExist)
-		}
-		d, err := e.dir(in)
-		if err != nil {
-			return nil, err
-		}
-		ent, ok := d.byName[elem]
-		if !ok {
-			return nil, fs.ErrNotExist
-		}
-		if in, err = e.inode(ent.ino); err != nil {
-			return nil, err
-		}
-	}
-	return in, nil
-}
-
-func (e *ext4FS) lstat(name string) (fs.FileInfo, error) {
-	in, err := e.lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	base := name
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		base = name[i+1:]
-	}
-	if name == "." {
-		base = "/"
-	}
-	return &ext4Info{name: base, in: in}, nil
-}
-
-func (e *ext4FS) readDir(name string) ([]fs.DirEntry, error) {
-	in, err := e.lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	if in.mode&0xF000 != 0x4000 {
-		return nil, fmt.Errorf("%s: not a directory", name)
-	}
-	d, err := e.dir(in)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]fs.DirEntry, 0, len(d.sorted))
-	for _, n := range d.sorted {
-		ent := d.byName[n]
-		out = append(out, &ext4DirEntry{fs: e, name: n, ent: ent})
-	}
-	return out, nil
-}
-
-func (e *ext4FS) readLink(name string) (string, error) {
-	in, err := e.lookup(name)
-	if err != nil {
-		return "", err
-	}
-	if in.mode&0xF000 != 0xA000 {
-		return "", fmt.Errorf("%s: not a symlink", name)
-	}
-	t, err := e.linkTarget(in)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", name, err)
-	}
-	return t, nil
 }
 
 // linkTarget reads a symlink's target: from i_block for a fast symlink, else

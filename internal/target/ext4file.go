@@ -86,29 +86,6 @@ func ext4TypeMode(t uint16) fs.FileMode {
 	return fs.ModeIrregular
 }
 
-// ext4DirEntry is a directory entry; its inode is read only when needed.
-type ext4DirEntry struct {
-	fs   *ext4FS
-	name string
-	ent  ext4DirEnt
-}
-
-func (d *ext4DirEntry) Name() string { return d.name }
-func (d *ext4DirEntry) IsDir() bool  { return d.Type().IsDir() }
-
-// Type comes from the entry's file type when the file system records it
-// (EXT4_FT_*: 1 file, 2 dir, 3 chr, 4 blk, 5 fifo, 6 sock, 7 symlink).
-func (d *ext4DirEntry) Type() fs.FileMode {
-	if t, ok := direntType(d.ent.typ); ok {
-		return t
-	}
-	info, err := d.Info()
-	if err != nil {
-		return fs.ModeIrregular
-	}
-	return info.Mode().Type()
-}
-
 // direntType maps a directory entry's file type (ext4's EXT4_FT_* and XFS's
 // XFS_DIR3_FT_* share the numbers) to fs.FileMode type bits.
 func direntType(typ byte) (fs.FileMode, bool) {
@@ -130,13 +107,3 @@ func direntType(typ byte) (fs.FileMode, bool) {
 	}
 	return 0, false
 }
-
-func (d *ext4DirEntry) Info() (fs.FileInfo, error) {
-	in, err := d.fs.inode(d.ent.ino)
-	if err != nil {
-		return nil, &fs.PathError{Op: "stat", Path: d.name, Err: err}
-	}
-	return &ext4Info{name: d.name, in: in}, nil
-}
-
-func (d *ext4DirEntry) String() string { return fs.FormatDirEntry(d) }

@@ -1,6 +1,7 @@
 package target
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,18 +36,16 @@ func (e *ext4FS) runs(in *ext4Inode) ([]ext4Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b ext4Run) int {
-		switch {
-		case a.logical < b.logical:
-			return -1
-		case a.logical > b.logical:
-			return 1
-		}
-		return 0
-	})
+	return sortRuns(out, uint64(in.ino))
+}
+
+// sortRuns orders runs by logical block and rejects overlapping ones (ext4
+// and XFS).
+func sortRuns(out []ext4Run, ino uint64) ([]ext4Run, error) {
+	slices.SortFunc(out, func(a, b ext4Run) int { return cmp.Compare(a.logical, b.logical) })
 	for i := 1; i < len(out); i++ {
 		if out[i-1].logical+out[i-1].n > out[i].logical {
-			return nil, fmt.Errorf("inode %d: extents overlap at logical block %d (corrupt extent tree)", in.ino, out[i].logical)
+			return nil, fmt.Errorf("inode %d: extents overlap at logical block %d (corrupt extent map)", ino, out[i].logical)
 		}
 	}
 	return out, nil

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 // list them), and symlink targets inline or in blocks. CRCs are not verified
 // and the log is not replayed. Every number read from the image is
 // bounds-checked; a corrupt structure is an error for the call that met it.
+// xfsmap.go maps a file's blocks; xfsdir.go reads directories.
 type xfsFS struct {
 	meta io.ReaderAt // superblock, inodes, B+tree and symlink blocks (read-ahead)
 	data io.ReaderAt // file contents and directory blocks
@@ -46,10 +45,9 @@ type xfsFS struct {
 	nrext64    bool // large extent counters (di_big_nextents)
 	dirBlkSize int64
 
-	mu       sync.Mutex
-	inodeC   map[uint64]*xfsInode
-	dirs     map[uint64]*xfsDir
-	dirNames int
+	mu     sync.Mutex // guards inodeC
+	inodeC map[uint64]*xfsInode
+	dirs   dirCache[uint64]
 }
 
 // xfsInode is the part of an inode vouch uses.
@@ -64,15 +62,8 @@ type xfsInode struct {
 	linkErr  error // why meta.Link is empty for a symlink
 }
 
-type xfsDir struct {
-	byName map[string]xfsDirEnt
-	sorted []string
-}
-
-type xfsDirEnt struct {
-	ino uint64
-	typ byte // XFS_DIR3_FT_*, the same numbers as ext4's; 0 when unknown
-}
+// xfsDir is a directory read once (fsdir.go).
+type xfsDir = dirTable[uint64]
 
 const (
 	xfsSBMagic       = 0x58465342 // "XFSB"
@@ -112,7 +103,6 @@ func newXFSFS(r *io.SectionReader) (*xfsFS, error) {
 		inoPBLog:  uint(sb[123]),
 		agBlkLog:  uint(sb[124]),
 		inodeC:    map[uint64]*xfsInode{},
-		dirs:      map[uint64]*xfsDir{},
 	}
 	version := be.Uint16(sb[100:]) & 0xF
 	blockLog, inodeLog := uint(sb[120]), uint(sb[122])
@@ -292,131 +282,6 @@ func (x *xfsFS) parseInode(ino uint64, raw []byte) (*xfsInode, error) {
 	return in, nil
 }
 
-// runs maps a file's blocks from its extent list or B+tree, sorted by logical
-// block; blocks in no run are holes.
-func (x *xfsFS) runs(in *xfsInode) ([]ext4Run, error) {
-	nblocks := uint64((in.size + x.blockSize - 1) / x.blockSize)
-	var out []ext4Run
-	switch in.format {
-	case xfsFmtExtents:
-		if in.nextents > uint64(len(in.fork)/16) {
-			return nil, fmt.Errorf("inode %d: %d extents do not fit its data fork (corrupt inode)", in.ino, in.nextents)
-		}
-		var err error
-		if out, err = x.addExtents(out, in.fork[:in.nextents*16], nblocks); err != nil {
-			return nil, fmt.Errorf("inode %d: %w", in.ino, err)
-		}
-	case xfsFmtBtree:
-		be := binary.BigEndian
-		if len(in.fork) < 4 {
-			return nil, fmt.Errorf("inode %d: B+tree root does not fit (corrupt inode)", in.ino)
-		}
-		level, n := int(be.Uint16(in.fork)), int(be.Uint16(in.fork[2:]))
-		maxRecs := (len(in.fork) - 4) / 16
-		if level == 0 || level > 9 || n > maxRecs {
-			return nil, fmt.Errorf("inode %d: B+tree root of level %d with %d entries (corrupt inode)", in.ino, level, n)
-		}
-		budget := 2*nblocks + 8
-		for i := range n {
-			ptr := be.Uint64(in.fork[4+maxRecs*8+i*8:])
-			var err error
-			if out, err = x.btreeRuns(ptr, level-1, nblocks, &budget, out); err != nil {
-				return nil, fmt.Errorf("inode %d: %w", in.ino, err)
-			}
-		}
-	default:
-		return nil, fmt.Errorf("inode %d: data fork format %d has no blocks", in.ino, in.format)
-	}
-	return sortRuns(out, in.ino)
-}
-
-// addExtents decodes packed extent records (xfs_bmbt_rec: a flag bit, 54
-// bits of logical offset, 52 of start block, 21 of length).
-func (x *xfsFS) addExtents(out []ext4Run, recs []byte, nblocks uint64) ([]ext4Run, error) {
-	be := binary.BigEndian
-	for p := 0; p+16 <= len(recs); p += 16 {
-		l0, l1 := be.Uint64(recs[p:]), be.Uint64(recs[p+8:])
-		unwritten := l0>>63 != 0
-		logical := (l0 & (1<<63 - 1)) >> 9
-		start := (l0&0x1FF)<<43 | l1>>21
-		n := l1 & (1<<21 - 1)
-		if logical >= nblocks || n == 0 {
-			continue
-		}
-		n = min(n, nblocks-logical)
-		phys, err := x.linear(start)
-		if err != nil {
-			return nil, fmt.Errorf("extent at logical block %d: %w", logical, err)
-		}
-		if last, err := x.linear(start + n - 1); err != nil || last != phys+n-1 {
-			return nil, fmt.Errorf("extent at logical block %d runs past its allocation group (corrupt extent)", logical)
-		}
-		out = append(out, ext4Run{logical: logical, n: n, phys: phys, zero: unwritten})
-	}
-	return out, nil
-}
-
-// btreeRuns walks a block of the extent B+tree (long-format block: "BMAP" on
-// v4, "BMA3" with a larger header on v5) at the given level.
-func (x *xfsFS) btreeRuns(fsb uint64, level int, nblocks uint64, budget *uint64, out []ext4Run) ([]ext4Run, error) {
-	if *budget == 0 {
-		return nil, errors.New("extent B+tree has more blocks than the file (corrupt B+tree)")
-	}
-	*budget--
-	be := binary.BigEndian
-	buf := make([]byte, x.blockSize)
-	if err := x.readFSB(buf, fsb); err != nil {
-		return nil, fmt.Errorf("extent B+tree: %w", err)
-	}
-	magic, hdr := uint32(0x424d4150), 24 // "BMAP"
-	if x.v5 {
-		magic, hdr = 0x424d4133, 72 // "BMA3"
-	}
-	if be.Uint32(buf) != magic {
-		return nil, fmt.Errorf("extent B+tree block %d: bad magic (corrupt B+tree)", fsb)
-	}
-	if got := int(be.Uint16(buf[4:])); got != level {
-		return nil, fmt.Errorf("extent B+tree block %d: level %d, want %d (corrupt B+tree)", fsb, got, level)
-	}
-	n := int(be.Uint16(buf[6:]))
-	if level == 0 {
-		if hdr+n*16 > len(buf) {
-			return nil, fmt.Errorf("extent B+tree block %d: %d records do not fit (corrupt B+tree)", fsb, n)
-		}
-		return x.addExtents(out, buf[hdr:hdr+n*16], nblocks)
-	}
-	maxRecs := (len(buf) - hdr) / 16
-	if n > maxRecs {
-		return nil, fmt.Errorf("extent B+tree block %d: %d entries do not fit (corrupt B+tree)", fsb, n)
-	}
-	for i := range n {
-		var err error
-		if out, err = x.btreeRuns(be.Uint64(buf[hdr+maxRecs*8+i*8:]), level-1, nblocks, budget, out); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// sortRuns orders runs by logical block and rejects overlapping ones.
-func sortRuns(out []ext4Run, ino uint64) ([]ext4Run, error) {
-	slices.SortFunc(out, func(a, b ext4Run) int {
-		switch {
-		case a.logical < b.logical:
-			return -1
-		case a.logical > b.logical:
-			return 1
-		}
-		return 0
-	})
-	for i := 1; i < len(out); i++ {
-		if out[i-1].logical+out[i-1].n > out[i].logical {
-			return nil, fmt.Errorf("inode %d: extents overlap at logical block %d (corrupt extent map)", ino, out[i].logical)
-		}
-	}
-	return out, nil
-}
-
 // linkTarget reads a symlink's target: inline in the data fork, or in blocks
 // (each with an "XSLM" header on v5 as the kernel writes them).
 func (x *xfsFS) linkTarget(in *xfsInode) (string, error) {
@@ -472,43 +337,18 @@ func (x *xfsFS) readFSBLinear(buf []byte, l uint64) error {
 	return nil
 }
 
-// lookup walks name from the root without following symlinks.
-func (x *xfsFS) lookup(name string) (*xfsInode, error) {
-	in, err := x.inode(x.rootIno)
-	if err != nil {
-		return nil, err
+// tree is what fsTree's path walk needs of the file system.
+func (x *xfsFS) tree() fsTree[*xfsInode, uint64] {
+	return fsTree[*xfsInode, uint64]{
+		root:  func() (*xfsInode, error) { return x.inode(x.rootIno) },
+		isDir: func(in *xfsInode) bool { return in.mode&0xF000 == 0x4000 },
+		dir:   x.dir,
+		inode: x.inode,
 	}
-	if name == "." || name == "" {
-		return in, nil
-	}
-	for elem := range strings.SplitSeq(name, "/") {
-		if in.mode&0xF000 != 0x4000 {
-			return nil, fmt.Errorf("%s: %w (a path element is not a directory)", name, fs.ErrNotExist)
-		}
-		d, err := x.dir(in)
-		if err != nil {
-			return nil, err
-		}
-		ent, ok := d.byName[elem]
-		if !ok {
-			return nil, fs.ErrNotExist
-		}
-		if in, err = x.inode(ent.ino); err != nil {
-			return nil, err
-		}
-	}
-	return in, nil
 }
 
-func baseName(name string) string {
-	if name == "." {
-		return "/"
-	}
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		return name[i+1:]
-	}
-	return name
-}
+// lookup walks name from the root without following symlinks.
+func (x *xfsFS) lookup(name string) (*xfsInode, error) { return x.tree().lookup(name) }
 
 func (x *xfsFS) info(name string, in *xfsInode) fs.FileInfo {
 	m := in.meta // a copy: the cached inode is shared
@@ -524,22 +364,13 @@ func (x *xfsFS) lstat(name string) (fs.FileInfo, error) {
 }
 
 func (x *xfsFS) readDir(name string) ([]fs.DirEntry, error) {
-	in, err := x.lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	if in.mode&0xF000 != 0x4000 {
-		return nil, fmt.Errorf("%s: not a directory", name)
-	}
-	d, err := x.dir(in)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]fs.DirEntry, 0, len(d.sorted))
-	for _, n := range d.sorted {
-		out = append(out, &xfsDirEntry{fs: x, name: n, ent: d.byName[n]})
-	}
-	return out, nil
+	return x.tree().readDir(name, func(name string, ino uint64) (fs.FileInfo, error) {
+		in, err := x.inode(ino)
+		if err != nil {
+			return nil, err
+		}
+		return x.info(name, in), nil
+	})
 }
 
 func (x *xfsFS) readLink(name string) (string, error) {
@@ -572,33 +403,3 @@ func (x *xfsFS) open(name string) (fs.File, error) {
 	}
 	return f, nil
 }
-
-// xfsDirEntry is a directory entry; its inode is read only when needed.
-type xfsDirEntry struct {
-	fs   *xfsFS
-	name string
-	ent  xfsDirEnt
-}
-
-func (d *xfsDirEntry) Name() string { return d.name }
-func (d *xfsDirEntry) IsDir() bool  { return d.Type().IsDir() }
-func (d *xfsDirEntry) Type() fs.FileMode {
-	if t, ok := direntType(d.ent.typ); ok {
-		return t
-	}
-	info, err := d.Info()
-	if err != nil {
-		return fs.ModeIrregular
-	}
-	return info.Mode().Type()
-}
-
-func (d *xfsDirEntry) Info() (fs.FileInfo, error) {
-	in, err := d.fs.inode(d.ent.ino)
-	if err != nil {
-		return nil, &fs.PathError{Op: "stat", Path: d.name, Err: err}
-	}
-	return d.fs.info(d.name, in), nil
-}
-
-func (d *xfsDirEntry) String() string { return fs.FormatDirEntry(d) }

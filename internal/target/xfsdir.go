@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"slices"
-	"strings"
 )
 
 // XFS directories (see xfs.go): short form in the inode, or data blocks below
@@ -15,13 +14,10 @@ import (
 
 // dir returns the listing of directory inode in, reading it on first use.
 func (x *xfsFS) dir(in *xfsInode) (*xfsDir, error) {
-	x.mu.Lock()
-	d := x.dirs[in.ino]
-	x.mu.Unlock()
-	if d != nil {
+	if d := x.dirs.get(in.ino); d != nil {
 		return d, nil
 	}
-	d = &xfsDir{byName: map[string]xfsDirEnt{}}
+	d := newDirTable[uint64]()
 	switch in.format {
 	case xfsFmtLocal:
 		if err := x.parseShortDir(d, in); err != nil {
@@ -53,29 +49,8 @@ func (x *xfsFS) dir(in *xfsInode) (*xfsDir, error) {
 	default:
 		return nil, fmt.Errorf("directory inode %d: data fork format %d (corrupt inode)", in.ino, in.format)
 	}
-	d.sorted = make([]string, 0, len(d.byName))
-	for name := range d.byName {
-		d.sorted = append(d.sorted, name)
-	}
-	slices.Sort(d.sorted)
-	x.mu.Lock()
-	if x.dirNames+len(d.sorted) > ext4MaxCachedNames {
-		clear(x.dirs)
-		x.dirNames = 0
-	}
-	x.dirs[in.ino] = d
-	x.dirNames += len(d.sorted)
-	x.mu.Unlock()
+	x.dirs.put(in.ino, d.done())
 	return d, nil
-}
-
-func (d *xfsDir) add(name string, ino uint64, typ byte) {
-	if name == "." || name == ".." || name == "" || strings.Contains(name, "/") {
-		return
-	}
-	if _, dup := d.byName[name]; !dup {
-		d.byName[name] = xfsDirEnt{ino: ino, typ: typ}
-	}
 }
 
 // parseShortDir reads a short-form directory (xfs_dir2_sf_hdr, then entries of
