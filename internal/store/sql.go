@@ -592,14 +592,60 @@ func (s *sqlStore) Hosts(ctx context.Context, f Filter) ([]Host, error) {
 	return queryAll(ctx, s, "hosts", q, args, []Host{}, func(r *sql.Rows) (Host, error) { return scanHost(r, f.WithFacts) })
 }
 
-// countsOnly reports whether host_groups answers a Groups of f: a filter on
-// dimensions only.
-func countsOnly(f Filter) bool {
-	return len(f.IDs) == 0 && len(f.States) == 0 && f.Hostname == "" && f.SeenSince.IsZero() && f.After == "" && f.Limit == 0
+// countsDim reports whether host_counts answers a Groups of dims and f: a
+// filter on dimensions only, naming (with dims) at most one dimension, which
+// it returns ("" for none).
+func countsDim(dims []string, f Filter) (string, bool) {
+	if len(f.IDs) > 0 || len(f.States) > 0 || f.Hostname != "" || !f.SeenSince.IsZero() || f.After != "" || f.Limit != 0 || len(dims) > 1 {
+		return "", false
+	}
+	named := map[string]bool{}
+	for _, d := range dims {
+		named[d] = true
+	}
+	for d := range f.Dims {
+		named[d] = true
+	}
+	if len(named) > 1 {
+		return "", false
+	}
+	for d := range named {
+		return d, ValidDim(d)
+	}
+	return "", true
+}
+
+// groupsFromCounts is Groups answered by host_counts (migration 002).
+func (s *sqlStore) groupsFromCounts(ctx context.Context, dim string, grouped bool, f Filter) ([]Group, error) {
+	cols := "firmware_state, boot_chain"
+	if grouped {
+		cols = "value, " + cols
+	}
+	q := `SELECT ` + cols + `, CAST(SUM(hosts) AS BIGINT), CAST(SUM(sealed) AS BIGINT) FROM host_counts WHERE dim = ?`
+	args := []any{dim}
+	if v, ok := f.Dims[dim]; ok {
+		q += ` AND value = ?`
+		args = append(args, v)
+	}
+	q += ` GROUP BY ` + cols + ` HAVING SUM(hosts) > 0 ORDER BY ` + cols
+	return queryAll(ctx, s, "groups", q, args, []Group{}, func(r *sql.Rows) (Group, error) {
+		var g Group
+		dest := []any{&g.State.FirmwareState, &g.State.BootChain, &g.Hosts, &g.PCR7Sealed}
+		if grouped {
+			g.Values = make([]string, 1)
+			dest = append([]any{&g.Values[0]}, dest...)
+		} else {
+			g.Values = []string{}
+		}
+		return g, r.Scan(dest...)
+	})
 }
 
 func (s *sqlStore) Groups(ctx context.Context, dims []string, f Filter) ([]Group, error) {
-	f.Reported = !countsOnly(f) // host_groups counts reported hosts only
+	if d, ok := countsDim(dims, f); ok {
+		return s.groupsFromCounts(ctx, d, len(dims) == 1, f)
+	}
+	f.Reported = true
 	w, args, err := s.where(f)
 	if err != nil {
 		return nil, err
@@ -610,11 +656,6 @@ func (s *sqlStore) Groups(ctx context.Context, dims []string, f Filter) ([]Group
 	}
 	group := strings.Join(append(append([]string(nil), cols...), "firmware_state", "boot_chain"), ", ")
 	q := `SELECT ` + group + `, COUNT(*), CAST(SUM(pcr7_sealed) AS BIGINT) FROM hosts` + w + ` GROUP BY ` + group + ` ORDER BY ` + group
-	if countsOnly(f) {
-		// The materialised counts (migration 002) answer it.
-		q = `SELECT ` + group + `, CAST(SUM(hosts) AS BIGINT), CAST(SUM(sealed) AS BIGINT) FROM host_groups` + w + ` GROUP BY ` + group +
-			` HAVING SUM(hosts) > 0 ORDER BY ` + group
-	}
 	return queryAll(ctx, s, "groups", q, args, []Group{}, func(r *sql.Rows) (Group, error) {
 		g := Group{Values: make([]string, len(dims))}
 		dest := make([]any, 0, len(dims)+4)

@@ -275,17 +275,22 @@ func Run(t *testing.T, open Open) {
 				t.Fatal(err)
 			}
 		}
-		for _, dims := range [][]string{nil, {store.DimPlatform}, {store.DimModel, store.DimPlatform}} {
-			counted, err := s.Groups(ctx, dims, store.Filter{})
+		azure := map[string]string{store.DimPlatform: "azure"}
+		for _, c := range []struct {
+			dims  []string
+			where map[string]string
+		}{{nil, nil}, {[]string{store.DimPlatform}, nil}, {[]string{store.DimModel}, nil}, {[]string{store.DimLabel}, nil},
+			{nil, azure}, {[]string{store.DimPlatform}, azure}, {[]string{store.DimModel}, azure}, {[]string{store.DimModel, store.DimPlatform}, nil}} {
+			counted, err := s.Groups(ctx, c.dims, store.Filter{Dims: c.where})
 			if err != nil {
 				t.Fatal(err)
 			}
-			scanned, err := s.Groups(ctx, dims, store.Filter{SeenSince: time.Unix(1, 0)}) // a filter the counts cannot answer
+			scanned, err := s.Groups(ctx, c.dims, store.Filter{Dims: c.where, SeenSince: time.Unix(1, 0)}) // a filter the counts cannot answer
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(counted, scanned) {
-				t.Fatalf("Groups(%v) from the counts = %+v\nfrom the hosts = %+v", dims, counted, scanned)
+				t.Fatalf("Groups(%v, %v) from the counts = %+v\nfrom the hosts = %+v", c.dims, c.where, counted, scanned)
 			}
 		}
 		if g, _ := s.Groups(ctx, nil, store.Filter{Dims: map[string]string{store.DimPlatform: "azure"}}); len(g) != 1 || g[0].Hosts != 2 || g[0].PCR7Sealed != 1 {
