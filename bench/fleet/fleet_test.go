@@ -62,7 +62,7 @@ func serve(b *testing.B, data, database string) *server {
 	done := make(chan error, 1)
 	go func() {
 		done <- api.Serve(ctx, api.ServeOptions{Listen: "127.0.0.1:0", DataDir: data, Database: database,
-			Limits: api.Limits{Rate: 1e9, Burst: 1 << 30},
+			Limits: api.Limits{Rate: 1e9, Burst: 1 << 30, IPRate: 1e9, IPBurst: 1 << 30},
 			Ready: func(addr, tok string) {
 				t, _ := os.ReadFile(tok)
 				ready <- &server{url: addr, admin: strings.TrimSpace(string(t))}
@@ -90,11 +90,19 @@ func run(b *testing.B, s *server, hosts int) {
 	var st fleetsim.Stats
 	var ms runtime.MemStats
 	cpu0 := cpuTime()
+	mem := sampleMemory()
 	start := time.Now()
 	if err := fleetsim.Run(ctx, fleetsim.Options{Server: s.url, EnrollToken: enroll, Hosts: hosts, Workers: 16, Seed: 1, Templates: ts}, &st); err != nil {
 		b.Fatal(err)
 	}
 	ingest := time.Since(start)
+	m := mem()
+	b.ReportMetric(m.startRSS, "MiB-rss-start")
+	b.ReportMetric(m.peakRSS, "MiB-rss-peak")
+	b.ReportMetric(m.endRSS, "MiB-rss-end")
+	b.ReportMetric(m.peakHeap, "MiB-heap-peak")
+	b.Logf("memory while %d reports streamed in: RSS start %.0f MiB, peak %.0f MiB, end %.0f MiB; heap in use start %.0f MiB, peak %.0f MiB, end %.0f MiB",
+		hosts, m.startRSS, m.peakRSS, m.endRSS, m.startHeap, m.peakHeap, m.endHeap)
 	cpu := cpuTime() - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(hosts), "cpu-µs/host")
 	runtime.ReadMemStats(&ms)
@@ -215,4 +223,58 @@ func BenchmarkQuestions(b *testing.B) {
 		b.ReportMetric(float64(rd.Total.Hosts), "hosts")
 		b.ReportMetric(float64(rd.DistinctStates), "states")
 	}
+}
+
+// memory is the process's resident set and Go heap in use (MiB) before,
+// at most and after an ingest.
+type memory struct{ startRSS, peakRSS, endRSS, startHeap, peakHeap, endHeap float64 }
+
+// sampleMemory samples RSS (/proc/self/status) and the heap every 100 ms
+// until the returned function is called. The server and the simulated
+// agents share the process; the agents hold one report per worker.
+func sampleMemory() func() memory {
+	read := func() (rss, heap float64) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return vmRSS(), float64(ms.HeapInuse) / (1 << 20)
+	}
+	var m memory
+	m.startRSS, m.startHeap = read()
+	m.peakRSS, m.peakHeap = m.startRSS, m.startHeap
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				rss, heap := read()
+				m.peakRSS, m.peakHeap = max(m.peakRSS, rss), max(m.peakHeap, heap)
+			}
+		}
+	}()
+	return func() memory {
+		close(stop)
+		<-done
+		m.endRSS, m.endHeap = read()
+		m.peakRSS, m.peakHeap = max(m.peakRSS, m.endRSS), max(m.peakHeap, m.endHeap)
+		return m
+	}
+}
+
+func vmRSS() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }

@@ -41,6 +41,9 @@ type Source struct {
 	Config Config
 	// Agent is the agent's version string.
 	Agent string
+	// Summaries also collects the baseline and package-integrity
+	// summaries (summarize): it reads every packaged file.
+	Summaries bool
 }
 
 // Config is the agent's configuration file: KEY=VALUE lines (label,
@@ -176,6 +179,11 @@ func Collect(ctx context.Context, src Source) (*Collected, error) {
 			}
 		}
 		collectRoot(ctx, root, r, live)
+		if src.Summaries {
+			if err := summarize(ctx, t, r); err != nil {
+				return nil, fmt.Errorf("agent: summaries: %w", err)
+			}
+		}
 	}
 	r.Hostname = src.Hostname
 	if r.Hostname == "" && live {

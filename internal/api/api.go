@@ -17,9 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +43,11 @@ type Limits struct {
 	MaxWhatIf int64   // a what-if request with its files (default 256 MiB)
 	Rate      float64 // requests per second per credential (default 50)
 	Burst     int     // (default 100)
+	// IPRate and IPBurst bound the requests of one remote address, whoever
+	// it claims to be (checked before authentication; default 2000 and
+	// 4000: generous, as a load balancer or NAT is one address).
+	IPRate  float64
+	IPBurst int
 }
 
 func (l *Limits) defaults() {
@@ -58,6 +66,12 @@ func (l *Limits) defaults() {
 	if l.Burst <= 0 {
 		l.Burst = 100
 	}
+	if l.IPRate <= 0 {
+		l.IPRate = 2000
+	}
+	if l.IPBurst <= 0 {
+		l.IPBurst = 4000
+	}
 }
 
 // Server is the API.
@@ -72,7 +86,9 @@ type Server struct {
 	ImageDir   string
 	ImageAllow ImageAllow // networks image URLs may be fetched from
 	mux        *http.ServeMux
-	limiter    *limiter
+	limiter    *limiter // per credential
+	ipLimiter  *limiter // per remote address
+	tokens     tokenCache
 	// Extra routes (the dashboard) are added by the caller on Mux.
 }
 
@@ -83,7 +99,8 @@ func New(s store.Store, lim Limits, log *slog.Logger) *Server {
 		log = discard()
 	}
 	srv := &Server{Store: s, Fleet: fleet.NewService(s), Limits: lim, Log: log, mux: http.NewServeMux(),
-		limiter: &limiter{rate: lim.Rate, burst: float64(lim.Burst), buckets: map[string]*bucket{}}}
+		limiter:   &limiter{rate: lim.Rate, burst: float64(lim.Burst), buckets: map[string]*bucket{}},
+		ipLimiter: &limiter{rate: lim.IPRate, burst: float64(lim.IPBurst), buckets: map[string]*bucket{}}}
 	srv.Jobs = newJobService(s)
 	srv.routes()
 	return srv
@@ -140,7 +157,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if status == http.StatusTooManyRequests {
+	var rl *rateLimitError
+	if errors.As(err, &rl) {
+		status, msg = http.StatusTooManyRequests, rl.Error()
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.wait.Seconds()))))
+	} else if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, map[string]string{"error": msg})
@@ -171,6 +192,10 @@ func (s *Server) handle(pattern string, roles []string, maxBody int64, h handler
 		if maxBody > 0 && r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
+		if ok, wait := s.ipLimiter.allow("ip:" + remoteIP(r)); !ok {
+			s.writeError(w, r, &rateLimitError{what: "this address", rate: s.Limits.IPRate, wait: wait})
+			return
+		}
 		var p *principal
 		if roles != nil {
 			var err error
@@ -178,8 +203,8 @@ func (s *Server) handle(pattern string, roles []string, maxBody int64, h handler
 				s.writeError(w, r, err)
 				return
 			}
-			if !s.limiter.allow(p.key) {
-				s.writeError(w, r, errorf(http.StatusTooManyRequests, "rate limit: more than %g requests per second", s.Limits.Rate))
+			if ok, wait := s.limiter.allow(p.key); !ok {
+				s.writeError(w, r, &rateLimitError{what: "this credential", rate: s.Limits.Rate, wait: wait})
 				return
 			}
 		}
@@ -196,7 +221,7 @@ func (s *Server) authenticate(r *http.Request, roles []string) (*principal, erro
 		return nil, errorf(http.StatusUnauthorized, "missing bearer token")
 	}
 	h := HashToken(secret)
-	t, err := s.Store.Token(r.Context(), h)
+	t, err := s.tokens.get(r.Context(), s.Store, h)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errorf(http.StatusUnauthorized, "unknown token")
 	}
@@ -282,7 +307,9 @@ type bucket struct {
 	last   time.Time
 }
 
-func (l *limiter) allow(key string) bool {
+// allow takes a token from key's bucket; when there is none it says how
+// long until there is.
+func (l *limiter) allow(key string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
@@ -297,8 +324,72 @@ func (l *limiter) allow(key string) bool {
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
 	if b.tokens < 1 {
-		return false
+		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 	}
 	b.tokens--
-	return true
+	return true, 0
+}
+
+// rateLimitError is a request over a bucket's rate: 429 with Retry-After.
+type rateLimitError struct {
+	what string
+	rate float64
+	wait time.Duration
+}
+
+func (e *rateLimitError) Error() string {
+	return fmt.Sprintf("rate limit: more than %g requests per second from %s; retry after %s", e.rate, e.what, e.wait.Round(time.Millisecond))
+}
+
+// remoteIP is the request's peer address without the port. Forwarding
+// headers are not trusted: behind a proxy, the proxy is the address.
+func remoteIP(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// tokenCache keeps the tokens found recently: every request is
+// authenticated, and a database read per request was a tenth of the ingest
+// path's CPU. Only found tokens are kept, for tokenTTL, so a token removed
+// from the database stops working within that time.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]cachedToken
+}
+
+type cachedToken struct {
+	t  store.Token
+	at time.Time
+}
+
+const (
+	tokenTTL      = 30 * time.Second
+	tokenCacheMax = 1 << 18
+)
+
+func (c *tokenCache) get(ctx context.Context, s store.Store, hash []byte) (store.Token, error) {
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.m[string(hash)]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < tokenTTL {
+		return e.t, nil
+	}
+	t, err := s.Token(ctx, hash)
+	if err != nil {
+		return t, err
+	}
+	c.put(t, now)
+	return t, nil
+}
+
+func (c *tokenCache) put(t store.Token, at time.Time) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= tokenCacheMax { // bounded memory: start over
+		c.m = map[string]cachedToken{}
+	}
+	c.m[string(t.Hash)] = cachedToken{t: t, at: at}
+	c.mu.Unlock()
 }

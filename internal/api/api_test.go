@@ -222,6 +222,41 @@ func suite(t *testing.T, start func(*testing.T) *server) {
 	if err != nil || len(hosts.Hosts) != 2 {
 		t.Fatalf("hosts = %+v, %v", hosts, err)
 	}
+	if hosts.Next != "" {
+		t.Fatalf("an unpaged list has a next cursor %q", hosts.Next)
+	}
+	t.Run("Paging", func(t *testing.T) {
+		rc := client(t, s, reader)
+		p1, err := rc.HostsPage(ctx, fleet.Query{}, fleet.Page{Limit: 1})
+		if err != nil || len(p1.Hosts) != 1 || p1.Hosts[0].ID != hosts.Hosts[0].ID || p1.Next != hosts.Hosts[0].ID {
+			t.Fatalf("page 1 = %+v, %v", p1, err)
+		}
+		p2, err := rc.HostsPage(ctx, fleet.Query{}, fleet.Page{Limit: 1, After: p1.Next})
+		if err != nil || len(p2.Hosts) != 1 || p2.Hosts[0].ID != hosts.Hosts[1].ID || p2.Next == "" {
+			t.Fatalf("page 2 = %+v, %v", p2, err)
+		}
+		p3, err := rc.HostsPage(ctx, fleet.Query{}, fleet.Page{Limit: 1, After: p2.Next})
+		if err != nil || len(p3.Hosts) != 0 || p3.Next != "" {
+			t.Fatalf("page 3 = %+v, %v", p3, err)
+		}
+		// A selection pages too; the contract keeps "hosts" an array.
+		p, err := rc.HostsPage(ctx, fleet.Query{Status: "secureBootOff"}, fleet.Page{Limit: 5})
+		if err != nil || len(p.Hosts) != 1 || p.Hosts[0].Hostname != "two" || p.Next != "" {
+			t.Fatalf("secureBootOff page = %+v, %v", p, err)
+		}
+		for _, bad := range []string{"0", "-1", "x", "10001"} {
+			req, _ := http.NewRequest(http.MethodGet, s.URL+"/v1/hosts?limit="+bad, nil)
+			req.Header.Set("Authorization", "Bearer "+reader)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("limit=%s: %d, want 400", bad, resp.StatusCode)
+			}
+		}
+	})
 	byName := map[string]fleet.HostAnswer{}
 	for _, h := range hosts.Hosts {
 		byName[h.Hostname] = h

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -165,8 +166,20 @@ func Values(q fleet.Query) url.Values {
 
 // Hosts lists hosts.
 func (c *Client) Hosts(ctx context.Context, q fleet.Query) (*HostsResponse, error) {
+	return c.HostsPage(ctx, q, fleet.Page{})
+}
+
+// HostsPage lists one page of hosts (Limit 0: all after After).
+func (c *Client) HostsPage(ctx context.Context, q fleet.Query, p fleet.Page) (*HostsResponse, error) {
+	v := Values(q)
+	if p.After != "" {
+		v.Set("after", p.After)
+	}
+	if p.Limit > 0 {
+		v.Set("limit", strconv.Itoa(p.Limit))
+	}
 	var r HostsResponse
-	err := c.json(ctx, http.MethodGet, "/v1/hosts?"+Values(q).Encode(), nil, &r)
+	err := c.json(ctx, http.MethodGet, "/v1/hosts?"+v.Encode(), nil, &r)
 	return &r, err
 }
 

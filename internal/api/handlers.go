@@ -114,11 +114,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, _ *principal) er
 	secret, h := NewToken()
 	hostID := newHostID()
 	now := time.Now()
-	err := s.Store.Enroll(r.Context(), store.Host{ID: hostID, Hostname: req.Hostname, EnrolledAt: now},
-		store.Token{Hash: h, Note: "enrolled " + req.Hostname, CreatedAt: now})
-	if err != nil {
+	cred := store.Token{Hash: h, Role: store.RoleHost, HostID: hostID, Note: "enrolled " + req.Hostname, CreatedAt: now}
+	if err := s.Store.Enroll(r.Context(), store.Host{ID: hostID, Hostname: req.Hostname, EnrolledAt: now}, cred); err != nil {
 		return err
 	}
+	// The agent's next calls use the credential at once.
+	s.tokens.put(cred, now)
 	writeJSON(w, http.StatusCreated, EnrollResponse{HostID: hostID, Credential: secret})
 	return nil
 }
@@ -222,7 +223,7 @@ func query(r *http.Request) (fleet.Query, error) {
 	q := fleet.Query{Dims: map[string]string{}, Status: v.Get("status"), Hostname: v.Get("hostname"), IDs: v["id"]}
 	for k, vals := range v {
 		switch {
-		case k == "status" || k == "hostname" || k == "id" || k == "by" || k == "dims" || k == "pairwise" || k == "perGroup" || k == "seenWithin":
+		case k == "status" || k == "hostname" || k == "id" || k == "by" || k == "limit" || k == "after" || k == "dims" || k == "pairwise" || k == "perGroup" || k == "seenWithin":
 		case store.ValidDim(k):
 			q.Dims[k] = vals[0]
 		default:
@@ -232,9 +233,12 @@ func query(r *http.Request) (fleet.Query, error) {
 	return q, nil
 }
 
-// HostsResponse is the host list; its shape is a contract.
+// HostsResponse is the host list; its shape is a contract. Next, with a
+// limit, is the cursor of the next page (the after parameter), absent on
+// the last.
 type HostsResponse struct {
 	Hosts []fleet.HostAnswer `json:"hosts"`
+	Next  string             `json:"next,omitempty"`
 }
 
 func (s *Server) hosts(w http.ResponseWriter, r *http.Request, _ *principal) error {
@@ -242,11 +246,18 @@ func (s *Server) hosts(w http.ResponseWriter, r *http.Request, _ *principal) err
 	if err != nil {
 		return err
 	}
-	hs, err := s.Fleet.Hosts(r.Context(), q)
+	v := r.URL.Query()
+	p := fleet.Page{After: v.Get("after")}
+	if l := v.Get("limit"); l != "" {
+		if p.Limit, err = strconv.Atoi(l); err != nil || p.Limit < 1 || p.Limit > fleet.MaxPage {
+			return errorf(http.StatusBadRequest, "limit %q: want 1 to %d", l, fleet.MaxPage)
+		}
+	}
+	hs, next, err := s.Fleet.HostsPage(r.Context(), q, p)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, HostsResponse{Hosts: hs})
+	writeJSON(w, http.StatusOK, HostsResponse{Hosts: hs, Next: next})
 	return nil
 }
 

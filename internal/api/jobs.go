@@ -49,6 +49,8 @@ func (s *Server) jobRoutes() {
 	s.handle("DELETE /v1/jobs/{name}", admins, 0, s.deleteJob)
 	s.handle("POST /v1/worker/claim", workers, l.MaxJSON, s.claimJob)
 	s.handle("POST /v1/worker/jobs/{name}", workers, l.MaxReport, s.updateJob)
+	s.handle("POST /v1/worker/jobs/{name}/logs", workers, l.MaxReport, s.appendJobLog)
+	s.handle("GET /v1/worker/images/{sha256}", append([]string{store.RoleAdmin}, workers...), 0, s.workerImage)
 }
 
 // jobError maps the job service's errors; the rest go to writeError as
@@ -239,7 +241,13 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request, _ *principal)
 		if fetched, err = s.fetchImage(r.Context(), img.URL); err != nil {
 			return err
 		}
-		img.Path = fetched.Path
+		img.Path, img.SHA256 = fetched.Path, ""
+	}
+	if err := s.keptImage(img); err != nil {
+		if fetched.fresh {
+			os.Remove(fetched.Path)
+		}
+		return err
 	}
 	j, err := js.CreateJob(r.Context(), req)
 	if err != nil {
@@ -306,34 +314,6 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request, _ *principal)
 		ev = []store.JobEvent{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"value": ev})
-	return nil
-}
-
-func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	js, err := s.jobsOrErr()
-	if err != nil {
-		return err
-	}
-	name := r.PathValue("name")
-	j, err := js.Job(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	q := r.URL.Query()
-	var after int64
-	if v := q.Get("after"); v != "" {
-		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
-			return errorf(http.StatusBadRequest, "after %q: want a log sequence number", v)
-		}
-	}
-	lines, err := js.Store.JobLog(r.Context(), name, q.Get("case"), after, 10000)
-	if err != nil {
-		return err
-	}
-	if lines == nil {
-		lines = []store.JobLogLine{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"value": lines, "provisioningState": j.Properties.ProvisioningState})
 	return nil
 }
 

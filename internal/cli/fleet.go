@@ -54,12 +54,14 @@ func newFleetHostsCmd() *cobra.Command {
 	var (
 		f      fleetCommon
 		status string
+		page   fleet.Page
 	)
 	c := &cobra.Command{
 		Use:   "hosts",
 		Short: "List hosts with their Secure Boot transition verdict",
 		Example: `  vouch fleet hosts --server URL --token T --status only2011
-  vouch fleet hosts --server URL --token T --hosts platform=azure,release=debian-12 -o json`,
+  vouch fleet hosts --server URL --token T --hosts platform=azure,release=debian-12 -o json
+  vouch fleet hosts --server URL --token T --limit 1000 --after h-0123456789abcdef`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			q, err := f.query()
@@ -73,7 +75,10 @@ func newFleetHostsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := cl.Hosts(c.Context(), q)
+			if page.Limit < 0 {
+				return usageErrorf("--limit %d: want a positive number (0: all)", page.Limit)
+			}
+			r, err := cl.HostsPage(c.Context(), q, page)
 			if err != nil {
 				return serverError(err)
 			}
@@ -92,12 +97,17 @@ func newFleetHostsCmd() *cobra.Command {
 				}
 				tw.Flush()
 				fmt.Fprintf(w, "%d host(s)\n", len(r.Hosts))
+				if r.Next != "" {
+					fmt.Fprintf(w, "more: --after %s\n", r.Next)
+				}
 				return nil
 			})
 		},
 	}
 	f.register(c)
 	c.Flags().StringVar(&status, "status", "", "only hosts with this readiness status")
+	c.Flags().IntVar(&page.Limit, "limit", 0, "at most this many hosts, ordered by ID (0: all)")
+	c.Flags().StringVar(&page.After, "after", "", "the hosts after this ID (the previous page's next)")
 	return c
 }
 

@@ -402,37 +402,47 @@ func newJobLogsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var after int64
 			w := c.OutOrStdout()
+			print := func(l store.JobLogLine) error {
+				prefix := ""
+				if l.Case != "" && caseName == "" {
+					prefix = "[" + l.Case + "] "
+				}
+				_, err := fmt.Fprintf(w, "%s%s\n", prefix, l.Line)
+				return err
+			}
+			if follow {
+				end, err := cl.FollowJobLog(c.Context(), args[0], caseName, 0, print)
+				if err != nil {
+					if c.Context().Err() != nil {
+						return nil
+					}
+					return serverError(err)
+				}
+				fmt.Fprintf(c.ErrOrStderr(), "job %s: %s\n", args[0], end)
+				return nil
+			}
+			var after int64
 			for {
-				lines, state, err := cl.JobLog(c.Context(), args[0], caseName, after)
+				lines, _, err := cl.JobLog(c.Context(), args[0], caseName, after)
 				if err != nil {
 					return serverError(err)
 				}
 				for _, l := range lines {
-					prefix := ""
-					if l.Case != "" && caseName == "" {
-						prefix = "[" + l.Case + "] "
+					if err := print(l); err != nil {
+						return err
 					}
-					fmt.Fprintf(w, "%s%s\n", prefix, l.Line)
 					after = l.Seq
 				}
-				if !follow || (store.JobFinal(state) && len(lines) == 0) {
-					return nil
-				}
 				if len(lines) == 0 {
-					select {
-					case <-c.Context().Done():
-						return nil
-					case <-time.After(time.Second):
-					}
+					return nil
 				}
 			}
 		},
 	}
 	cf.register(c)
 	c.Flags().StringVar(&caseName, "case", "", "only this case's lines (\"console\": the serial console)")
-	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the job ends")
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "stream the lines as the worker sends them until the job ends (its final state goes to stderr)")
 	return c
 }
 

@@ -159,6 +159,11 @@ func TestJobCommands(t *testing.T) {
 	if code, out, _ = run(t, append([]string{"job", "logs", "offline-1", "--case", "storage.fstab-root-uuid"}, base...)...); code != 0 || !strings.Contains(out, p.Results[0].Message) {
 		t.Errorf("job logs: %d %q", code, out)
 	}
+	// Following an ended job prints its log and its final state, and ends.
+	if code, out, errs := run(t, append([]string{"job", "logs", "--follow", "offline-1"}, base...)...); code != 0 ||
+		!strings.Contains(out, "[storage.fstab-root-uuid] "+string(p.Results[0].Status)) || !strings.Contains(errs, "job offline-1: "+p.ProvisioningState) {
+		t.Errorf("job logs --follow: %d %q %q", code, out, errs)
+	}
 	if code, _, _ = run(t, append([]string{"job", "delete", "offline-1"}, base...)...); code != 0 {
 		t.Errorf("job delete: %d", code)
 	}

@@ -52,6 +52,8 @@ DIR/admin.token (mode 0600); create other tokens with 'vouch token create'.`,
 	c.Flags().Int64Var(&o.Limits.MaxBlob, "max-blob-bytes", 64<<20, "largest blob (EFI binary, kernel) accepted")
 	c.Flags().Float64Var(&o.Limits.Rate, "rate", 50, "requests per second allowed per credential")
 	c.Flags().IntVar(&o.Limits.Burst, "burst", 100, "burst of requests allowed per credential")
+	c.Flags().Float64Var(&o.Limits.IPRate, "ip-rate", 2000, "requests per second allowed per remote address")
+	c.Flags().IntVar(&o.Limits.IPBurst, "ip-burst", 4000, "burst of requests allowed per remote address")
 	c.Flags().StringSliceVar(&o.ImageURLAllow, "image-url-allow", nil, "networks (CIDRs or addresses) job image URLs may be fetched from; none by default")
 	c.Flags().DurationVar(&o.JobLease, "job-lease", 30*time.Second, "how long a worker holds a job without a heartbeat before it is queued again or failed")
 	return c
@@ -196,6 +198,7 @@ unavailable), 2 usage error, unreadable input or a refusal by the server.`,
 	c.Flags().StringVar(&o.Source.Root, "root", "", "collect from this root directory or disk image instead of the running system")
 	c.Flags().StringVar(&o.Source.EFIVars, "efivars", "", "firmware variables directory (efivarfs or exported Name-GUID files)")
 	c.Flags().StringVar(&o.Source.Hostname, "hostname", "", "host name to report")
+	c.Flags().BoolVar(&o.Source.Summaries, "summaries", false, "also report the baseline and package-integrity summaries (hashes every packaged file)")
 	c.Flags().StringVar(&configFile, "config", "/etc/vouch/agent.conf", "agent configuration (label=, lineage=, channel=)")
 	c.Flags().BoolVar(&o.Once, "once", false, "report once and exit")
 	c.Flags().DurationVar(&o.Interval, "interval", time.Hour, "time between reports (with jitter) when not --once")

@@ -22,6 +22,7 @@ func newWorkerCmd() *cobra.Command {
 	var (
 		cf                    clientFlags
 		name, certs, workDir  string
+		cacheDir              string
 		accel                 string
 		cores, memory, diskMB int
 		once                  bool
@@ -41,8 +42,11 @@ server queues the job again or fails it with the reason. If it cannot reach the
 server for a whole lease it stops the job itself, so no job runs twice at once. A
 cancel reaches it on its next heartbeat and the VM is killed.
 
-Images are paths the worker can read (shared storage); firmware profiles and the
-firmware matrix need the Microsoft certificates (--certs DIR).`,
+A job's image is a path the worker can read (shared storage), or an image the
+server keeps (an upload, or a URL it fetched): the worker downloads that from the
+server with its token, resuming a cut-off download, checks its SHA-256 and keeps it
+by digest in --cache-dir. Firmware profiles and the firmware matrix need the
+Microsoft certificates (--certs DIR).`,
 		Example: `  vouch worker --server http://127.0.0.1:8443 --token "$(cat worker.token)" --certs ./certs`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -88,7 +92,7 @@ firmware matrix need the Microsoft certificates (--certs DIR).`,
 				runAccel = accel
 			}
 			w := &jobs.Worker{Server: cl, Caps: caps, Runner: jobs.VMRunner{CertDir: certs, WorkDir: workDir, Accel: runAccel, BootTimeout: bootTimeout},
-				Poll: poll, Log: c.ErrOrStderr()}
+				Poll: poll, CacheDir: cacheDir, Log: c.ErrOrStderr()}
 			return w.Run(ctx, once)
 		},
 	}
@@ -97,6 +101,7 @@ firmware matrix need the Microsoft certificates (--certs DIR).`,
 	fl.StringVar(&name, "name", "", "worker name (default HOSTNAME-PID)")
 	fl.StringVar(&certs, "certs", "", "directory of the Microsoft certificates for firmware profiles and the matrix")
 	fl.StringVar(&workDir, "work-dir", "", "directory for the VMs' temporary files (default: the system's)")
+	fl.StringVar(&cacheDir, "cache-dir", "", "directory keeping images downloaded from the server, by digest (default: the user's cache directory, vouch/images)")
 	fl.StringVar(&accel, "accel", "auto", "auto (probe KVM), kvm or tcg")
 	fl.IntVar(&cores, "cores", 0, "cores to advertise (default: all)")
 	fl.IntVar(&memory, "memory", 0, "memory to advertise in MiB (default: available memory)")

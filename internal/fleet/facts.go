@@ -49,6 +49,10 @@ type Report struct {
 	Sources []string `json:"sources,omitempty"`
 	Pinned  []string `json:"pinned,omitempty"`
 	TPM     TPM      `json:"tpm"`
+	// Baseline and Integrity are the host's baseline and package integrity
+	// summaries; nil when the agent did not collect them.
+	Baseline  *BaselineSummary  `json:"baseline,omitempty"`
+	Integrity *IntegritySummary `json:"integrity,omitempty"`
 }
 
 // FirmwareState is a host's Secure Boot variables, each by the digest of its
@@ -170,6 +174,12 @@ func (r *Report) Validate() error {
 		if err := checkText(f, s); err != nil {
 			return err
 		}
+	}
+	if err := r.Baseline.validate(); err != nil {
+		return err
+	}
+	if err := r.Integrity.validate(); err != nil {
+		return err
 	}
 	if len(r.ESP)+len(r.Root) > MaxFiles {
 		return inputErr("%d files: at most %d", len(r.ESP)+len(r.Root), MaxFiles)
@@ -355,3 +365,5 @@ func (r *Report) Dims() map[string]string {
 		store.DimLabel:    r.Label,
 	}
 }
+
+func fmtIndex(name string, i int) string { return fmt.Sprintf("%s[%d]", name, i) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vouch-dev/vouch/internal/agent"
 	"github.com/vouch-dev/vouch/internal/fleet"
+	"github.com/vouch-dev/vouch/internal/gate/gatetest"
 	"github.com/vouch-dev/vouch/internal/store"
 	"github.com/vouch-dev/vouch/internal/testfixtures"
 )
@@ -208,6 +209,44 @@ func TestWhatIfFixture(t *testing.T) {
 	w, err = s.WhatIf(ctx, c, fleet.Query{})
 	if err != nil || len(w.StopBooting) != 0 || w.KeepBooting != 4 || len(w.Unknown) != 1 {
 		t.Fatalf("Debian's shim package: %+v, %v", w, err)
+	}
+
+	// Every boot stage a package installs is judged, not only its first
+	// shim: Debian's shim (twice, as an rpm installs it) with Debian's own
+	// MokManager and fallback stops none; the same with a fallback whose
+	// bytes no longer match its signature stops the hosts whose firmware
+	// enforces, naming the fallback.
+	shim := gatetest.ReadDebFile(t, "shim-signed/usr/lib/shim/shimx64.efi.signed")
+	mm := gatetest.ReadDebFile(t, "shim-helpers-amd64-signed/usr/lib/shim/mmx64.efi.signed")
+	fb := gatetest.ReadDebFile(t, "shim-helpers-amd64-signed/usr/lib/shim/fbx64.efi.signed")
+	bad := append([]byte(nil), fb...)
+	bad[len(bad)/2] ^= 0xff
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		fb   []byte
+		stop string
+	}{{"boot-stages-good", fb, ""}, {"boot-stages-bad-fallback", bad, "on0 on1 on2"}} {
+		files := map[string][]byte{"usr/lib/shim/shimx64.efi.signed": shim, "boot/efi/EFI/BOOT/BOOTX64.EFI": shim,
+			"usr/lib/shim/mmx64.efi.signed": mm, "usr/lib/shim/fbx64.efi.signed": tc.fb}
+		b, err := os.ReadFile(gatetest.PlainDeb(t, dir, tc.name, files, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := (&fleet.ChangeRequest{ShimPackage: b, ShimPackageName: tc.name + ".deb"}).Parse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.ShimsAlso) != 1 || len(c.Helpers) != 2 {
+			t.Fatalf("%s: shims also %d, helpers %d", tc.name, len(c.ShimsAlso), len(c.Helpers))
+		}
+		w, err := s.WhatIf(ctx, c, fleet.Query{})
+		if err != nil || strings.Join(w.StopBooting, " ") != tc.stop {
+			t.Fatalf("%s: stop %v, %v", tc.name, w.StopBooting, err)
+		}
+		if tc.stop != "" && (!w.Groups[0].Stop || !strings.Contains(w.Groups[0].Reason, "fbx64.efi.signed") || strings.Contains(w.Groups[0].Reason, "mmx64")) {
+			t.Fatalf("%s: groups %+v", tc.name, w.Groups)
+		}
 	}
 
 	cert, err := os.ReadFile(testfixtures.Data("secureboot", "certs", "db-microsoft-uefi-ca-2023.der"))

@@ -71,8 +71,12 @@ func (s *Service) Ingest(ctx context.Context, hostID string, body []byte) (*Ack,
 		return nil, err
 	}
 	fwD, fwDoc, chD, chDoc := r.StateDocs()
-	facts, _ := json.Marshal(r)
-	rep := store.Report{HostID: hostID, Hostname: r.Hostname, Digest: ReportDigest(r), ReceivedAt: s.Now(),
+	// The facts kept are the canonical JSON (the host ID is the row's):
+	// one encoding gives both them and the digest.
+	c := *r
+	c.HostID = ""
+	facts, _ := json.Marshal(&c)
+	rep := store.Report{HostID: hostID, Hostname: r.Hostname, Digest: Digest(facts), ReceivedAt: s.Now(),
 		FirmwareState: fwD, BootChain: chD, Dims: r.Dims(), PCR7Sealed: r.TPM.PCR7Sealed, Facts: facts,
 		Blobs: []store.Blob{{Digest: chD, Kind: "boot-chain", Data: chDoc}}, Needs: r.Needs()}
 	if fwDoc != nil {
@@ -182,18 +186,66 @@ func (s *Service) pairs(ctx context.Context, q Query) ([]store.StatePair, map[st
 
 // Hosts lists the hosts a query selects, with their readiness.
 func (s *Service) Hosts(ctx context.Context, q Query) ([]HostAnswer, error) {
+	out, _, err := s.HostsPage(ctx, q, Page{})
+	return out, err
+}
+
+// Page is a window of a host list ordered by ID: the hosts after the ID
+// After, at most Limit (0: all).
+type Page struct {
+	After string
+	Limit int
+}
+
+// MaxPage bounds one page of hosts.
+const MaxPage = 10000
+
+// HostsPage lists one page of the hosts a query selects, ordered by ID, and
+// the cursor of the next page ("" when this is the last). A page may hold
+// fewer than Limit hosts and still have a next one (hosts whose sealing
+// excludes them from a pcr7 status are dropped after the read).
+func (s *Service) HostsPage(ctx context.Context, q Query, p Page) ([]HostAnswer, string, error) {
 	if _, err := (&State{}).Is(q.Status, false); err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	if p.Limit < 0 || p.Limit > MaxPage {
+		return nil, "", inputErr("limit %d: want 1 to %d", p.Limit, MaxPage)
 	}
 	keep, states, err := s.pairs(ctx, q)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	out := []HostAnswer{}
 	if len(keep) == 0 {
-		return out, nil
+		return out, "", nil
 	}
 	f := q.filter()
+	if p.Limit > 0 {
+		// One query, so that the store's ID order and limit are the page's.
+		f.After, f.Limit = p.After, p.Limit
+		if len(keep) < len(states) {
+			f.States = keep
+		}
+		hosts, err := s.Store.Hosts(ctx, f)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, h := range hosts {
+			st := states[store.StatePair{FirmwareState: h.FirmwareState, BootChain: h.BootChain}]
+			if st == nil {
+				continue // reported after the groups were read
+			}
+			if ok, _ := st.Is(q.Status, h.PCR7Sealed); ok {
+				out = append(out, answer(h, st))
+			}
+		}
+		next := ""
+		if len(hosts) == p.Limit {
+			next = hosts[len(hosts)-1].ID
+		}
+		return out, next, nil
+	}
+	f.After = p.After
 	// One pass over the selected hosts; the state filter only when some
 	// pairs are left out (and then at most a few hundred pairs per query).
 	chunks := [][]store.StatePair{nil}
@@ -207,7 +259,7 @@ func (s *Service) Hosts(ctx context.Context, q Query) ([]HostAnswer, error) {
 		f.States = ch
 		hosts, err := s.Store.Hosts(ctx, f)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		for _, h := range hosts {
 			st := states[store.StatePair{FirmwareState: h.FirmwareState, BootChain: h.BootChain}]
@@ -220,7 +272,7 @@ func (s *Service) Hosts(ctx context.Context, q Query) ([]HostAnswer, error) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out, "", nil
 }
 
 // Counts are readiness counts.
@@ -318,6 +370,10 @@ type HostDetail struct {
 	State   *State               `json:"state"`
 	Verdict any                  `json:"secureboot"`
 	History []store.HistoryEntry `json:"history"`
+	// Baseline and Integrity are the summaries in the host's facts (also
+	// under facts), nil when its agent did not collect them.
+	Baseline  *BaselineSummary  `json:"baseline,omitempty"`
+	Integrity *IntegritySummary `json:"integrity,omitempty"`
 }
 
 // Host returns one host's detail.
@@ -334,6 +390,14 @@ func (s *Service) Host(ctx context.Context, id string) (*HostDetail, error) {
 	d := &HostDetail{HostAnswer: answer(h, st), Facts: json.RawMessage(h.Facts), State: st, Verdict: st.Report, History: hist}
 	if len(h.Facts) == 0 {
 		d.Facts = json.RawMessage("null")
+	} else {
+		var sum struct {
+			Baseline  *BaselineSummary  `json:"baseline"`
+			Integrity *IntegritySummary `json:"integrity"`
+		}
+		if json.Unmarshal(h.Facts, &sum) == nil {
+			d.Baseline, d.Integrity = sum.Baseline, sum.Integrity
+		}
 	}
 	return d, nil
 }

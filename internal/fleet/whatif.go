@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -207,10 +208,25 @@ func (e *Evaluator) Judge(m *Machine, c *secureboot.Change) Outcome {
 			stages.Kernel = c.Kernel
 		}
 		if c.Shim != nil {
-			v := gate.Judge(gate.Request{Shim: c.Shim, GRUB: stages.GRUB, Kernel: stages.Kernel, Firmware: fw, SBATPolicy: e.Options.SBATPolicy})
-			if !v.Boots {
-				o.BootsAfter = false
-				reasons = append(reasons, c.Shim.Name+": "+v.Message)
+			// Every boot stage the package installs: each shim with the
+			// next stages, then MokManager and fallback as the new shim
+			// verifies them when it loads them.
+			shimBoots := true
+			for _, shim := range append([]*secureboot.Binary{c.Shim}, c.ShimsAlso...) {
+				v := gate.Judge(gate.Request{Shim: shim, GRUB: stages.GRUB, Kernel: stages.Kernel, Firmware: fw, SBATPolicy: e.Options.SBATPolicy})
+				if !v.Boots {
+					o.BootsAfter, shimBoots = false, false
+					reasons = append(reasons, shim.Name+": "+v.Message)
+				}
+			}
+			if shimBoots && fw.Enforcing() {
+				for _, h := range c.Helpers {
+					d := secureboot.ShimVerifyWith(c.Shim.Image, fw, h.Image, secureboot.ShimOptions{SBATPolicy: e.Options.SBATPolicy})
+					if !d.Allowed {
+						o.BootsAfter = false
+						reasons = append(reasons, fmt.Sprintf("%s: the new shim would refuse it: %s", h.Name, cmp.Or(d.DeniedBy, d.Reason)))
+					}
+				}
 			}
 		}
 	}
@@ -245,56 +261,151 @@ type WhatIf struct {
 }
 
 // WhatIf judges a change on every selected host: once per distinct state,
-// multiplied.
+// multiplied. Hosts are counted from the store's groups; only the hosts
+// the answer lists (those that stop booting, do not boot, or are unknown,
+// and ten of each reason) are read, so a million hosts that keep booting
+// cost one GROUP BY.
 func (s *Service) WhatIf(ctx context.Context, c *secureboot.Change, q Query) (*WhatIf, error) {
-	keep, _, err := s.pairs(ctx, q)
+	if _, err := (&State{}).Is(q.Status, false); err != nil {
+		return nil, err
+	}
+	groups, err := s.Store.Groups(ctx, nil, q.filter())
 	if err != nil {
 		return nil, err
+	}
+	type pairInfo struct {
+		o      Outcome
+		states []store.StatePair
+		hosts  int
 	}
 	outcomes := map[store.StatePair]Outcome{}
-	for _, p := range keep {
-		m, err := s.Eval.Machine(ctx, p)
-		if err != nil {
-			outcomes[p] = Outcome{Reason: err.Error()}
+	byReason := map[string]*pairInfo{}
+	var reasons []string
+	w := &WhatIf{StopBooting: []string{}, AlreadyBroken: []string{}, Unknown: []string{}, Groups: []WhatIfGroup{}}
+	var listed []store.StatePair
+	perHost := q.Status == "pcr7Sealed" // the one status that depends on the host, not its state
+	for _, g := range groups {
+		st := s.Eval.State(ctx, g.State)
+		if ok, _ := st.Is(q.Status, true); !ok {
 			continue
 		}
-		outcomes[p] = s.Eval.Judge(m, c)
+		o, ok := outcomes[g.State]
+		if !ok {
+			if m, err := s.Eval.Machine(ctx, g.State); err != nil {
+				o = Outcome{Reason: err.Error()}
+			} else {
+				o = s.Eval.Judge(m, c)
+			}
+			outcomes[g.State] = o
+			w.DistinctStates++
+		}
+		n := int(g.Hosts)
+		if perHost {
+			n = int(g.PCR7Sealed)
+		}
+		if n == 0 {
+			continue
+		}
+		w.Hosts += n
+		pi := byReason[o.Reason]
+		if pi == nil {
+			pi = &pairInfo{o: o}
+			byReason[o.Reason] = pi
+			reasons = append(reasons, o.Reason)
+		}
+		pi.hosts += n
+		pi.states = append(pi.states, g.State)
+		if o.Known && o.BootsBefore && o.BootsAfter {
+			w.KeepBooting += n
+		} else {
+			listed = append(listed, g.State)
+		}
 	}
-	hosts, err := s.Hosts(ctx, q)
-	if err != nil {
+	// The hosts to list, in ID order.
+	ids := map[store.StatePair][]string{}
+	if err := s.eachHost(ctx, q, listed, 0, func(h store.Host, p store.StatePair) {
+		ids[p] = append(ids[p], h.ID)
+	}); err != nil {
 		return nil, err
 	}
-	w := &WhatIf{StopBooting: []string{}, AlreadyBroken: []string{}, Unknown: []string{}, Groups: []WhatIfGroup{}, DistinctStates: len(keep), Hosts: len(hosts)}
-	byReason := map[string]int{}
-	for _, h := range hosts {
-		o := outcomes[h.pair]
-		stop := o.Known && o.BootsBefore && !o.BootsAfter
-		switch {
-		case !o.Known:
-			w.Unknown = append(w.Unknown, h.ID)
-		case stop:
-			w.StopBooting = append(w.StopBooting, h.ID)
-		case !o.BootsBefore:
-			w.AlreadyBroken = append(w.AlreadyBroken, h.ID)
-		default:
-			w.KeepBooting++
-		}
-		i, ok := byReason[o.Reason]
-		if !ok {
-			i = len(w.Groups)
-			byReason[o.Reason] = i
-			w.Groups = append(w.Groups, WhatIfGroup{Reason: o.Reason, Stop: stop, Sample: []string{}})
-		}
-		w.Groups[i].Hosts++
-		if len(w.Groups[i].Sample) < 10 {
-			w.Groups[i].Sample = append(w.Groups[i].Sample, h.ID)
+	type hostPair struct {
+		id string
+		o  Outcome
+	}
+	var all []hostPair
+	for p, l := range ids {
+		for _, id := range l {
+			all = append(all, hostPair{id, outcomes[p]})
 		}
 	}
-	sort.SliceStable(w.Groups, func(i, j int) bool {
-		if w.Groups[i].Stop != w.Groups[j].Stop {
-			return w.Groups[i].Stop
+	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
+	samples := map[string][]string{}
+	for _, h := range all {
+		switch o := h.o; {
+		case !o.Known:
+			w.Unknown = append(w.Unknown, h.id)
+		case !o.BootsBefore:
+			w.AlreadyBroken = append(w.AlreadyBroken, h.id)
+		default:
+			w.StopBooting = append(w.StopBooting, h.id)
 		}
-		return w.Groups[i].Hosts > w.Groups[j].Hosts
+		if len(samples[h.o.Reason]) < 10 {
+			samples[h.o.Reason] = append(samples[h.o.Reason], h.id)
+		}
+	}
+	for _, r := range reasons {
+		pi := byReason[r]
+		o := pi.o
+		stop := o.Known && o.BootsBefore && !o.BootsAfter
+		sample := samples[r]
+		if o.Known && o.BootsBefore && o.BootsAfter {
+			// Hosts that keep booting are not listed: read ten of them.
+			sample = []string{}
+			err := s.eachHost(ctx, q, pi.states, 10, func(h store.Host, _ store.StatePair) {
+				sample = append(sample, h.ID)
+			})
+			if err != nil {
+				return nil, err
+			}
+			sort.Strings(sample)
+			sample = sample[:min(len(sample), 10)]
+		}
+		if sample == nil {
+			sample = []string{}
+		}
+		w.Groups = append(w.Groups, WhatIfGroup{Reason: r, Hosts: pi.hosts, Stop: stop, Sample: sample})
+	}
+	sort.SliceStable(w.Groups, func(i, j int) bool {
+		a, b := w.Groups[i], w.Groups[j]
+		if a.Stop != b.Stop {
+			return a.Stop
+		}
+		if a.Hosts != b.Hosts {
+			return a.Hosts > b.Hosts
+		}
+		return len(a.Sample) > 0 && len(b.Sample) > 0 && a.Sample[0] < b.Sample[0]
 	})
 	return w, nil
+}
+
+// eachHost calls f for each host q selects whose state is in pairs (ID
+// order within each chunk of pairs; limit > 0 bounds each chunk's read).
+func (s *Service) eachHost(ctx context.Context, q Query, pairs []store.StatePair, limit int, f func(store.Host, store.StatePair)) error {
+	fl := q.filter()
+	fl.Limit = limit
+	fl.Narrow = true
+	for start := 0; start < len(pairs); start += 200 {
+		fl.States = pairs[start:min(start+200, len(pairs))]
+		hosts, err := s.Store.Hosts(ctx, fl)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if q.Status == "pcr7Sealed" && !h.PCR7Sealed {
+				continue
+			}
+			f(h, store.StatePair{FirmwareState: h.FirmwareState, BootChain: h.BootChain})
+		}
+	}
+	return nil
 }

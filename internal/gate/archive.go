@@ -40,6 +40,11 @@ const (
 	RoleShim   = "shim"
 	RoleGRUB   = "grub"
 	RoleKernel = "kernel"
+	// MokManager (mmx64.efi) and fallback (fbx64.efi): shim's helpers,
+	// installed beside it and loaded (and verified) by it. Their .sbat
+	// names the "shim" component; they carry no vendor certificate.
+	RoleMokManager = "mokmanager"
+	RoleFallback   = "fallback"
 )
 
 // EFIFile is an EFI binary found in a package, identified by its content:
@@ -101,6 +106,11 @@ func (o ReadOptions) maxPayload() int64 {
 
 // Shims returns the signed shims of the package.
 func (p *Package) Shims() []*EFIFile { return p.role(RoleShim, true) }
+
+// Helpers returns the signed MokManager and fallback binaries of the package.
+func (p *Package) Helpers() []*EFIFile {
+	return append(p.role(RoleMokManager, true), p.role(RoleFallback, true)...)
+}
 
 func (p *Package) role(r string, signedOnly bool) []*EFIFile {
 	var out []*EFIFile
@@ -250,6 +260,10 @@ func (c *collector) add(name string, size int64, r io.Reader) error {
 		f.Role = RoleGRUB
 	case isKernelPath(name):
 		f.Role = RoleKernel
+	case sbatHas(img, "shim") && strings.HasPrefix(strings.ToLower(path.Base(name)), "mm"):
+		f.Role = RoleMokManager
+	case sbatHas(img, "shim") && strings.HasPrefix(strings.ToLower(path.Base(name)), "fb"):
+		f.Role = RoleFallback
 	default:
 		return nil
 	}

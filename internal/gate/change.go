@@ -139,6 +139,12 @@ func loadChange(f secureboot.ChangeFiles, mem map[string][]byte) (*secureboot.Ch
 			return nil, &InputError{File: f.ShimPackage, Reason: "holds no signed shim"}
 		}
 		c.Shim, c.ShimPackage = p.Binary(shims[0]), f.ShimPackage
+		for _, s := range shims[1:] {
+			c.ShimsAlso = append(c.ShimsAlso, p.Binary(s))
+		}
+		for _, h := range p.Helpers() {
+			c.Helpers = append(c.Helpers, p.Binary(h))
+		}
 		st := PackageStages([]*Package{p}, Stages{GRUB: c.GRUB, Kernel: c.Kernel})
 		if c.GRUB == nil {
 			c.GRUB = st.GRUB

@@ -58,13 +58,20 @@ type Template struct {
 	UpdatedAt  time.Time          `json:"updatedAt,omitzero"`
 }
 
-// Image is what a job tests: a path on the workers' shared storage (an
-// upload is stored by the server and named by path too).
+// Image is what a job tests: a path on the workers' shared storage, or an
+// image the server keeps (an upload, or a URL it fetched), named by its
+// SHA-256, which workers download from the server.
 type Image struct {
-	Path string `json:"path"`
+	Path string `json:"path,omitempty"`
 	// URL is fetched by the server (from the networks its admin allows)
 	// into its image directory; Path then names the copy.
 	URL string `json:"url,omitempty"`
+	// SHA256 and Size name an image the server keeps: the server sets
+	// them for a path in its image directory (or fills Path when only
+	// SHA256 is given); a worker downloads the image, checks the digest
+	// and caches it by digest.
+	SHA256 string `json:"sha256,omitempty"`
+	Size   int64  `json:"size,omitempty"`
 }
 
 // Spec is a job as asked: everything the worker needs to run it.

@@ -104,7 +104,7 @@ type instant struct {
 
 func newInstant() *instant { return &instant{running: map[string]bool{}, runs: map[string]int{}} }
 
-func (r *instant) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+func (r *instant) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
 	key := spec.Image.Path + "|" + cases[0].Name
 	if v, ok := ctx.Value(jobKey{}).(string); ok {
 		key = v
@@ -121,7 +121,7 @@ func (r *instant) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.C
 		r.running[key] = false
 		r.mu.Unlock()
 	}()
-	fmt.Fprintf(log, "running %d cases\n", len(cases))
+	fmt.Fprintf(out.Log, "running %d cases\n", len(cases))
 	var results []imagetest.Result
 	for _, c := range cases {
 		obs.Update(imagetest.Result{Name: c.Name, Status: imagetest.Running})
@@ -300,7 +300,48 @@ func TestBadInput(t *testing.T) {
 	if se, ok := err.(*api.StatusError); !ok || se.Code != 400 || !strings.Contains(se.Message, `no case named "nope"`) {
 		t.Errorf("template with an unknown case: %v", err)
 	}
+	_, err = e.admin.PutTemplate(ctx, jobs.Template{Name: "t0", Properties: jobs.TemplateProperties{Selections: []imagetest.Selection{
+		{Areas: []string{"boot"}}, {Areas: []string{"boot"}, Action: imagetest.Exclude}}}})
+	if se, ok := err.(*api.StatusError); !ok || se.Code != 400 || !strings.Contains(se.Message, "matches no case") {
+		t.Errorf("template selecting no case: %v", err)
+	}
+	// A patch that would leave a stored template selecting an unknown case
+	// is refused, and the template stays as it was.
+	if _, err := e.admin.PutTemplate(ctx, jobs.Template{Name: "keep", Properties: jobs.TemplateProperties{Selections: []imagetest.Selection{{Priorities: []int{0}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	patch := func(c *api.Client, body string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPatch, e.http.URL+"/v1/templates/keep", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := patch(e.admin, `{"properties":{"selections":[{"caseName":["boot.nope"]}]}}`); resp.StatusCode != 400 {
+		t.Errorf("patch to an unknown case: %s", resp.Status)
+	}
+	if resp := patch(e.worker, `{"properties":{"retryCount":3}}`); resp.StatusCode != 403 {
+		t.Errorf("worker patching a template: %s", resp.Status)
+	}
+	if tp, err := e.admin.Template(ctx, "keep"); err != nil || fmt.Sprint(tp.Properties.Selections[0].Priorities) != "[0]" || tp.Properties.RetryCount != 0 {
+		t.Errorf("template after refused patches: %+v %v", tp, err)
+	}
+	if err := e.worker.DeleteTemplate(ctx, "keep"); err == nil || err.(*api.StatusError).Code != 403 {
+		t.Errorf("worker deleting a template: %v", err)
+	}
+	if err := e.admin.DeleteTemplate(ctx, "keep"); err != nil {
+		t.Fatal(err)
+	}
 	// A worker token is not an admin token.
+	if _, err := e.worker.UploadImage(ctx, img); err == nil || err.(*api.StatusError).Code != 403 {
+		t.Errorf("worker uploading an image: %v", err)
+	}
+	if err := e.worker.DeleteJob(ctx, "x"); err == nil || err.(*api.StatusError).Code != 403 {
+		t.Errorf("worker deleting a job: %v", err)
+	}
 	_, err = e.worker.CreateJob(ctx, createReq("w", img, inline(imagetest.Selection{Priorities: []int{0}})))
 	if se, ok := err.(*api.StatusError); !ok || se.Code != 403 || !strings.Contains(se.Message, "a worker token cannot do this") {
 		t.Errorf("worker creating a job: %v", err)
@@ -419,7 +460,7 @@ type flaky struct {
 	seen map[string]int
 }
 
-func (f *flaky) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+func (f *flaky) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
 	rep := &imagetest.Report{}
 	for _, c := range cases {
 		f.mu.Lock()
@@ -531,7 +572,8 @@ func TestOpenAPIDocumentsJobRoutes(t *testing.T) {
 	}
 	for _, r := range []string{"get /v1/templates", "get /v1/templates/{name}", "put /v1/templates/{name}", "patch /v1/templates/{name}",
 		"delete /v1/templates/{name}", "post /v1/images", "post /v1/jobs", "get /v1/jobs", "get /v1/jobs/{name}", "get /v1/jobs/{name}/events",
-		"get /v1/jobs/{name}/logs", "post /v1/jobs/{name}/cancel", "delete /v1/jobs/{name}", "post /v1/worker/claim", "post /v1/worker/jobs/{name}"} {
+		"get /v1/jobs/{name}/logs", "post /v1/jobs/{name}/cancel", "delete /v1/jobs/{name}", "post /v1/worker/claim", "post /v1/worker/jobs/{name}",
+		"post /v1/worker/jobs/{name}/logs", "get /v1/worker/images/{sha256}"} {
 		m, p, _ := strings.Cut(r, " ")
 		if doc.Paths[p][m] == nil {
 			t.Errorf("openapi.json lacks %s", r)
@@ -614,7 +656,7 @@ type barrier struct {
 	once    sync.Once
 }
 
-func (b *barrier) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+func (b *barrier) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
 	b.mu.Lock()
 	b.cur++
 	b.mx = max(b.mx, b.cur)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vouch-dev/vouch/internal/container"
@@ -27,12 +28,18 @@ type Service struct {
 	// MaxAttempts is how many workers may try a job whose worker vanished
 	// (default 2: one retry on another worker).
 	MaxAttempts int
+	// MaxLogBytes bounds a job's stored log (default 64 MiB); later lines
+	// are counted and dropped.
+	MaxLogBytes int64
 	Now         func() time.Time
+
+	logMu   sync.Mutex
+	logWake chan struct{} // closed and replaced when a job's log or state changes
 }
 
 // NewService returns the service over js with the imagetest catalogue.
 func NewService(js store.JobStore) *Service {
-	return &Service{Store: js, Catalogue: imagetest.All(), Lease: 30 * time.Second, MaxAttempts: 2, Now: time.Now}
+	return &Service{Store: js, Catalogue: imagetest.All(), Lease: 30 * time.Second, MaxAttempts: 2, MaxLogBytes: 64 << 20, Now: time.Now}
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC() }
@@ -312,6 +319,7 @@ func (s *Service) Cancel(ctx context.Context, name string) (Job, error) {
 	if err != nil {
 		return Job{}, err
 	}
+	s.wake()
 	return FromRecord(r)
 }
 
@@ -321,6 +329,9 @@ type Claim struct {
 	Lease string `json:"lease"`
 	// LeaseSeconds is how long the lease lasts without a heartbeat.
 	LeaseSeconds float64 `json:"leaseSeconds"`
+	// LogOffset is the number the worker's first log line gets (lines of
+	// earlier attempts come before).
+	LogOffset int64 `json:"logOffset"`
 }
 
 // Claim gives the next fitting job to a worker; nil when none waits.
@@ -347,19 +358,19 @@ func (s *Service) Claim(ctx context.Context, caps store.Caps) (*Claim, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Claim{Job: j, Lease: lease, LeaseSeconds: s.Lease.Seconds()}, nil
+		s.wake()
+		return &Claim{Job: j, Lease: lease, LeaseSeconds: s.Lease.Seconds(), LogOffset: r.LogNext}, nil
 	}
 	return nil, nil
 }
 
 // Update is a worker's heartbeat and progress.
 type Update struct {
-	Lease   string             `json:"lease"`
-	State   string             `json:"state,omitempty"`
-	Results []Result           `json:"results,omitempty"`
-	Report  json.RawMessage    `json:"report,omitempty"` // a Report
-	Reason  string             `json:"reason,omitempty"`
-	Logs    []store.JobLogLine `json:"logs,omitempty"`
+	Lease   string          `json:"lease"`
+	State   string          `json:"state,omitempty"`
+	Results []Result        `json:"results,omitempty"`
+	Report  json.RawMessage `json:"report,omitempty"` // a Report
+	Reason  string          `json:"reason,omitempty"`
 }
 
 // UpdateAnswer tells the worker whether to stop.
@@ -376,7 +387,7 @@ func (s *Service) Update(ctx context.Context, name string, u Update) (UpdateAnsw
 		return UpdateAnswer{}, inputf("state %q: a worker reports Provisioning, Running, Succeeded, Failed or Canceled", u.State)
 	}
 	now := s.now()
-	su := store.JobUpdate{State: u.State, Reason: u.Reason, Logs: u.Logs, LeaseUntil: now.Add(s.Lease), At: now}
+	su := store.JobUpdate{State: u.State, Reason: u.Reason, LeaseUntil: now.Add(s.Lease), At: now}
 	if u.Results != nil {
 		su.Results, _ = json.Marshal(u.Results)
 	}
@@ -387,12 +398,12 @@ func (s *Service) Update(ctx context.Context, name string, u Update) (UpdateAnsw
 		}
 		su.Report = u.Report
 	}
-	if len(u.Logs) > 10000 {
-		return UpdateAnswer{}, inputf("at most 10000 log lines per update")
-	}
 	r, err := s.Store.UpdateJob(ctx, name, u.Lease, su)
 	if err != nil {
 		return UpdateAnswer{}, err
+	}
+	if u.State != "" {
+		s.wake()
 	}
 	return UpdateAnswer{Cancel: r.CancelRequested, LeaseSeconds: s.Lease.Seconds()}, nil
 }

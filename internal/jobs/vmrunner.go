@@ -71,17 +71,33 @@ func (v VMRunner) accel(spec Spec) string {
 	return spec.Accel
 }
 
-// Cases runs cases with imagetest.Run.
-func (v VMRunner) Cases(ctx context.Context, spec Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+// Cases runs cases with imagetest.Run in a work directory of their own,
+// whose VM's serial log is followed and sent to out.Console as it grows.
+func (v VMRunner) Cases(ctx context.Context, spec Spec, cases []imagetest.Case, obs imagetest.Observer, out Output) (*imagetest.Report, error) {
 	fw, name, cleanup, err := v.firmware(spec)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	return imagetest.Run(ctx, imagetest.Config{
+	dir, err := os.MkdirTemp(v.WorkDir, "vouch-job-run-")
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	tail := followConsoles(dir, out.Console)
+	rep, err := imagetest.Run(ctx, imagetest.Config{
 		Image: spec.Image.Path, Firmware: fw, FirmwareName: name, Accel: v.accel(spec),
-		CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, WorkDir: v.WorkDir, Log: log, Observer: obs, BootTimeout: v.BootTimeout,
+		CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, WorkDir: dir, Log: out.Log, Observer: obs, BootTimeout: v.BootTimeout,
 	}, cases)
+	sent := tail.stop()
+	// A VM too short-lived for the follower to open its serial log: the
+	// console the run kept, at once.
+	if rep != nil && sent == 0 && out.Console != nil {
+		for _, l := range rep.Run.Console {
+			fmt.Fprintln(out.Console, l)
+		}
+	}
+	return rep, err
 }
 
 // Matrix boots the image on the three profiles with imagetest.RunMatrix.

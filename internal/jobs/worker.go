@@ -19,6 +19,11 @@ import (
 type Server interface {
 	Claim(ctx context.Context, caps store.Caps) (*Claim, error)
 	Update(ctx context.Context, job string, u Update) (UpdateAnswer, error)
+	// AppendLog sends a chunk of the job's log (ErrLeaseLost as Update).
+	AppendLog(ctx context.Context, job string, a LogAppend) (LogAnswer, error)
+	// FetchImage writes an image the server keeps (named by its SHA-256),
+	// from byte offset on, to w; it returns the bytes written.
+	FetchImage(ctx context.Context, sha256 string, offset int64, w io.Writer) (int64, error)
 }
 
 // ErrLeaseLost is the server saying the worker no longer holds the job.
@@ -27,10 +32,18 @@ var ErrLeaseLost = errors.New("jobs: the server gave the job's lease to no one o
 // Runner runs cases of a job once, as `vouch test` does.
 type Runner interface {
 	// Cases runs cases (in run order) and reports every status change to
-	// obs; progress lines go to log.
-	Cases(ctx context.Context, spec Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error)
+	// obs; progress lines go to out.Log and the VM's serial console to
+	// out.Console, as they come (the worker sends them on while the job
+	// runs).
+	Cases(ctx context.Context, spec Spec, cases []imagetest.Case, obs imagetest.Observer, out Output) (*imagetest.Report, error)
 	// Matrix boots the image on the three firmware profiles.
 	Matrix(ctx context.Context, spec Spec, log io.Writer) (*imagetest.Matrix, error)
+}
+
+// Output is where a runner writes while it runs: progress lines for
+// people, and the serial console.
+type Output struct {
+	Log, Console io.Writer
 }
 
 // Worker claims jobs from a server and runs them.
@@ -45,7 +58,10 @@ type Worker struct {
 	// (default: a fifth of the lease, at most 2 s, so a cancel lands
 	// within seconds).
 	Heartbeat time.Duration
-	Log       io.Writer
+	// CacheDir keeps images downloaded from the server, by digest
+	// (default: the user's cache directory, vouch/images).
+	CacheDir string
+	Log      io.Writer
 }
 
 func (w *Worker) logf(format string, args ...any) {
@@ -104,9 +120,38 @@ type execution struct {
 	mu      sync.Mutex
 	results []Result
 	report  Report
-	logs    []store.JobLogLine
 	states  []string // state changes not yet sent, in order
 	dirty   bool
+	// logs are the lines the server has not confirmed, numbered from
+	// logFrom in the job's log; logDropped counts lines refused because
+	// too many waited (the server unreachable).
+	logs       []store.JobLogLine
+	logFrom    int64
+	logDropped int
+	logKick    chan struct{}
+}
+
+// maxPendingLog bounds the log lines a worker keeps while the server does
+// not take them.
+const maxPendingLog = 100000
+
+// addLog queues log lines for the server (the caller holds mu).
+func (e *execution) addLog(lines ...store.JobLogLine) {
+	for _, l := range lines {
+		if len(e.logs) >= maxPendingLog {
+			e.logDropped++
+			continue
+		}
+		if e.logDropped > 0 {
+			e.logs = append(e.logs, store.JobLogLine{At: l.At, Line: fmt.Sprintf("(vouch worker: %d log lines dropped: the server did not take them in time)", e.logDropped)})
+			e.logDropped = 0
+		}
+		e.logs = append(e.logs, l)
+	}
+	select {
+	case e.logKick <- struct{}{}:
+	default:
+	}
 }
 
 // setState queues a state change (the caller holds mu).
@@ -118,17 +163,22 @@ func (e *execution) setState(s string) {
 
 func (e *execution) logLine(caseName, line string) {
 	e.mu.Lock()
-	e.logs = append(e.logs, store.JobLogLine{Case: caseName, At: time.Now().UTC(), Line: line})
+	e.addLog(store.JobLogLine{Case: caseName, At: time.Now().UTC(), Line: line})
 	e.mu.Unlock()
 }
 
-// logWriter turns progress written by the runner into job log lines.
+// logWriter turns what the runner writes into job log lines of one case
+// ("" for progress, "console" for the serial console).
 type logWriter struct {
-	e   *execution
-	buf bytes.Buffer
+	e    *execution
+	name string
+	mu   sync.Mutex
+	buf  bytes.Buffer
 }
 
 func (l *logWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.buf.Write(p)
 	for {
 		i := bytes.IndexByte(l.buf.Bytes(), '\n')
@@ -136,19 +186,32 @@ func (l *logWriter) Write(p []byte) (int, error) {
 			break
 		}
 		line := string(l.buf.Next(i + 1))
-		l.e.logLine("", strings.TrimRight(line, "\n"))
+		l.e.logLine(l.name, strings.TrimRight(line, "\r\n"))
+	}
+	if l.buf.Len() > MaxLogLine { // printing without newlines: a line of its own
+		l.e.logLine(l.name, l.buf.String())
+		l.buf.Reset()
 	}
 	return len(p), nil
 }
 
-// pending takes what is to be sent: the next state change, the results
-// when they changed, the log lines; more reports whether state changes
-// remain.
+// Flush sends an unfinished last line.
+func (l *logWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.buf.Len() > 0 {
+		l.e.logLine(l.name, strings.TrimRight(l.buf.String(), "\r"))
+		l.buf.Reset()
+	}
+}
+
+// pending takes what the heartbeat sends: the next state change and the
+// results when they changed (log lines go on their own, shipLogs); more
+// reports whether state changes remain.
 func (e *execution) pending() (u Update, more bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	u = Update{Lease: e.cl.Lease, Logs: e.logs}
-	e.logs = nil
+	u = Update{Lease: e.cl.Lease}
 	if e.dirty {
 		u.Results = append([]Result{}, e.results...)
 		u.Report, _ = json.Marshal(e.report)
@@ -165,7 +228,6 @@ func (e *execution) pending() (u Update, more bool) {
 func (e *execution) requeue(u Update) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.logs = append(u.Logs, e.logs...)
 	if u.Results != nil {
 		e.dirty = true
 	}
@@ -182,9 +244,16 @@ func (w *Worker) Execute(ctx context.Context, cl *Claim) string {
 	if hb <= 0 {
 		hb = min(lease/5, 2*time.Second)
 	}
-	e := &execution{w: w, cl: cl, results: append([]Result{}, cl.Job.Properties.Results...), states: []string{store.JobProvisioning}, dirty: true}
+	e := &execution{w: w, cl: cl, results: append([]Result{}, cl.Job.Properties.Results...), states: []string{store.JobProvisioning}, dirty: true,
+		logFrom: cl.LogOffset, logKick: make(chan struct{}, 1)}
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	shipDone := make(chan struct{})
+	shipped := make(chan struct{})
+	go func() {
+		defer close(shipped)
+		e.shipLogs(ctx, shipDone, hb)
+	}()
 	var lost error
 	var lostMu sync.Mutex
 	done := make(chan struct{})
@@ -231,6 +300,8 @@ func (w *Worker) Execute(ctx context.Context, cl *Claim) string {
 		}
 	}()
 	state, reason := w.run(runCtx, e)
+	close(shipDone)
+	<-shipped
 	close(done)
 	<-hbDone
 	lostMu.Lock()
@@ -245,12 +316,19 @@ func (w *Worker) Execute(ctx context.Context, cl *Claim) string {
 	if ctx.Err() != nil {
 		return "stopped: the worker is shutting down (the lease will expire and the job be retried)"
 	}
+	// The log first (a follower that sees the final state has every
+	// line), then the remaining state changes and the final one, each
+	// retried while the lease lasts.
+	if err := e.flushLogs(ctx, time.Now().Add(lease), hb); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			return "result not delivered: " + err.Error()
+		}
+		w.logf("job %s: log: %v", cl.Job.Name, err)
+	}
 	e.mu.Lock()
 	e.setState(state)
 	e.dirty = true
 	e.mu.Unlock()
-	// The remaining state changes and the final one, each retried while
-	// the lease lasts.
 	deadline := time.Now().Add(lease)
 	for {
 		u, more := e.pending()
@@ -320,6 +398,17 @@ func (w *Worker) run(ctx context.Context, e *execution) (string, string) {
 	e.dirty = true
 	e.mu.Unlock()
 	lw := &logWriter{e: e}
+	defer lw.Flush()
+	if spec.Image.SHA256 != "" {
+		path, err := w.localImage(ctx, spec.Image, lw)
+		if err != nil {
+			if ctx.Err() != nil {
+				return store.JobFailed, "interrupted"
+			}
+			return store.JobFailed, err.Error()
+		}
+		spec.Image.Path = path
+	}
 	for it := 0; it < iterations; it++ {
 		base := it * len(cases)
 		todo := cases
@@ -373,7 +462,7 @@ func (w *Worker) run(ctx context.Context, e *execution) (string, string) {
 
 // eachEnvironment runs every case in its own environment (a fresh VM),
 // up to the template's concurrency at once; the first error ends the run.
-func (w *Worker) eachEnvironment(ctx context.Context, e *execution, spec Spec, todo []imagetest.Case, base, attempt int, lw io.Writer) error {
+func (w *Worker) eachEnvironment(ctx context.Context, e *execution, spec Spec, todo []imagetest.Case, base, attempt int, lw *logWriter) error {
 	n := max(spec.Properties.Concurrency, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -414,7 +503,7 @@ func containsCase(cs []imagetest.Case, name string) bool {
 
 // runCases runs cases in one environment, mapping their updates onto the
 // job's results from index base; attempt > 0 is a retry of failures.
-func (w *Worker) runCases(ctx context.Context, e *execution, spec Spec, cases []imagetest.Case, base, attempt int, lw io.Writer) error {
+func (w *Worker) runCases(ctx context.Context, e *execution, spec Spec, cases []imagetest.Case, base, attempt int, lw *logWriter) error {
 	index := map[string]int{}
 	e.mu.Lock()
 	for i := base; i < len(e.results) && i < base+len(e.results); i++ {
@@ -446,20 +535,20 @@ func (w *Worker) runCases(ctx context.Context, e *execution, spec Spec, cases []
 			e.setState(store.JobRunning)
 		}
 		if r.Status.Final() {
-			e.logs = append(e.logs, store.JobLogLine{Case: r.Name, At: time.Now().UTC(), Line: fmt.Sprintf("%s: %s", r.Status, r.Message)})
+			now := time.Now().UTC()
+			e.addLog(store.JobLogLine{Case: r.Name, At: now, Line: fmt.Sprintf("%s: %s", r.Status, r.Message)})
 			for _, l := range r.Log {
-				e.logs = append(e.logs, store.JobLogLine{Case: r.Name, At: time.Now().UTC(), Line: l})
+				e.addLog(store.JobLogLine{Case: r.Name, At: now, Line: l})
 			}
 		}
 	})
-	rep, err := w.Runner.Cases(ctx, spec, cases, obs, lw)
+	con := &logWriter{e: e, name: "console"}
+	rep, err := w.Runner.Cases(ctx, spec, cases, obs, Output{Log: lw, Console: con})
+	con.Flush()
 	if rep != nil {
 		e.mu.Lock()
 		run := rep.Run
 		e.report.Run, e.dirty = &run, true
-		for _, l := range rep.Run.Console {
-			e.logs = append(e.logs, store.JobLogLine{Case: "console", At: time.Now().UTC(), Line: l})
-		}
 		e.mu.Unlock()
 	}
 	if err != nil {

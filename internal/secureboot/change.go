@@ -54,6 +54,12 @@ type Change struct {
 	// ShimPackage is the package file Shim was read from, "" when it was
 	// given as a file.
 	ShimPackage string `json:"shimPackage,omitempty"`
+	// ShimsAlso are the package's other signed shims (an rpm installs
+	// shim as shimx64.efi and again as BOOTX64.EFI); Helpers its MokManager
+	// and fallback, which the new shim loads and verifies. Each is a boot
+	// stage the package installs, and is judged.
+	ShimsAlso []*Binary `json:"shimsAlso,omitempty"`
+	Helpers   []*Binary `json:"helpers,omitempty"`
 	// GRUB and Kernel are the next stages the new shim will load, nil when
 	// not given (callers then take the target's own).
 	GRUB   *Binary `json:"grub,omitempty"`

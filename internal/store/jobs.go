@@ -33,6 +33,8 @@ var (
 	ErrJobActive = errors.New("store: the job has not ended (cancel it first)")
 	// ErrBadTransition is a state change the job's life does not allow.
 	ErrBadTransition = errors.New("store: state change not allowed")
+	// ErrLogGap is an append that starts past the job's next log line.
+	ErrLogGap = errors.New("store: log lines missing before this append")
 )
 
 // Needs is what a job needs of a worker; Caps is what a worker has.
@@ -76,6 +78,8 @@ type JobRecord struct {
 	UpdatedAt       time.Time
 	StartedAt       time.Time
 	FinishedAt      time.Time
+	// LogNext is the number of the next line AppendJobLog expects.
+	LogNext int64
 }
 
 // JobEvent is one state change of a job, in the order they happened.
@@ -152,6 +156,12 @@ type JobStore interface {
 	// cancel was asked becomes Canceled). It returns how many it rescued.
 	RescueJobs(ctx context.Context, now time.Time) (int, error)
 	JobEvents(ctx context.Context, id string) ([]JobEvent, error)
+	// AppendJobLog adds lines numbered from on to a job whose lease the
+	// caller holds and returns the number of the next line it expects:
+	// lines it already has (a retried append) are skipped, a gap is
+	// ErrLogGap. A log past maxBytes keeps counting lines but stores only
+	// one line saying it was cut.
+	AppendJobLog(ctx context.Context, id, lease string, from int64, lines []JobLogLine, at time.Time, maxBytes int64) (int64, error)
 	// JobLog returns lines after seq, of one case when caseName is set.
 	JobLog(ctx context.Context, id, caseName string, after int64, limit int) ([]JobLogLine, error)
 }
@@ -234,7 +244,7 @@ func (s *sqlStore) CreateJob(ctx context.Context, j JobRecord) error {
 }
 
 const jobCols = `id, template, priority, state, spec, need_kvm, need_cores, need_memory_mib, need_disk_mib, worker, lease, lease_until,
-	attempt, max_attempts, cancel_requested, results, report, reason, created_at, updated_at, started_at, finished_at`
+	attempt, max_attempts, cancel_requested, results, report, reason, created_at, updated_at, started_at, finished_at, log_next`
 
 func scanJob(r scanner) (JobRecord, error) {
 	var j JobRecord
@@ -242,7 +252,7 @@ func scanJob(r scanner) (JobRecord, error) {
 	var kvm, cancel int
 	var until, c, u, st, fin int64
 	err := r.Scan(&j.ID, &j.Template, &j.Priority, &j.State, &spec, &kvm, &j.Needs.Cores, &j.Needs.MemoryMiB, &j.Needs.DiskMiB,
-		&j.Worker, &j.Lease, &until, &j.Attempt, &j.MaxAttempts, &cancel, &results, &report, &j.Reason, &c, &u, &st, &fin)
+		&j.Worker, &j.Lease, &until, &j.Attempt, &j.MaxAttempts, &cancel, &results, &report, &j.Reason, &c, &u, &st, &fin, &j.LogNext)
 	if err != nil {
 		return j, err
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Job templates, and a job's events and log lines.
@@ -92,4 +93,55 @@ func (s *sqlStore) JobLog(ctx context.Context, id, caseName string, after int64,
 		l.At = fromMS(at)
 		return l, err
 	})
+}
+
+func (s *sqlStore) AppendJobLog(ctx context.Context, id, lease string, from int64, lines []JobLogLine, at time.Time, maxBytes int64) (int64, error) {
+	var next int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		j, err := s.jobTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if lease == "" || j.Lease != lease || JobFinal(j.State) {
+			return ErrLeaseLost
+		}
+		next = j.LogNext
+		if from > j.LogNext {
+			return fmt.Errorf("%w: line %d sent, line %d expected", ErrLogGap, from, j.LogNext)
+		}
+		skip := j.LogNext - from
+		if skip >= int64(len(lines)) {
+			return nil // all stored already: a retry
+		}
+		var size int64
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT log_bytes FROM jobs WHERE id = ?`), id).Scan(&size); err != nil {
+			return err
+		}
+		for _, l := range lines[skip:] {
+			line := l.Line
+			switch {
+			case size > maxBytes:
+				continue // cut already
+			case size+int64(len(line)) > maxBytes:
+				line = fmt.Sprintf("(log cut: the job's log reached its limit of %d bytes; later lines were dropped)", maxBytes)
+				size = maxBytes + 1
+			default:
+				size += int64(len(line))
+			}
+			when := l.At
+			if when.IsZero() {
+				when = at
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO job_logs (job_id, case_name, at, line) VALUES (?, ?, ?, ?)`), id, l.Case, ms(when), line); err != nil {
+				return err
+			}
+		}
+		next = from + int64(len(lines))
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE jobs SET log_next = ?, log_bytes = ? WHERE id = ?`), next, size, id)
+		return err
+	})
+	if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrLogGap) || errors.Is(err, ErrNotFound) {
+		return next, err
+	}
+	return next, wrap("append job log", err)
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,14 @@ type sqlStore struct {
 	// wmu serialises writes when the database has one writer (SQLite):
 	// waiting on a Go mutex is fast, SQLite's busy handler sleeps.
 	wmu *sync.Mutex
+	// batch groups the hot writes into shared transactions (SQLite);
+	// stmts are statements prepared once.
+	batch  *batcher
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+	// known are digests of committed blobs (see remember).
+	known  sync.Map
+	knownN atomic.Int64
 }
 
 // lockWrite takes the write lock, if the dialect has one; the returned
@@ -47,7 +56,19 @@ func (s *sqlStore) lockWrite() func() {
 }
 
 func (s *sqlStore) Driver() string { return s.d.name }
-func (s *sqlStore) Close() error   { return s.db.Close() }
+
+func (s *sqlStore) Close() error {
+	if s.batch != nil {
+		s.batch.close()
+	}
+	s.stmtMu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.stmts = nil
+	s.stmtMu.Unlock()
+	return s.db.Close()
+}
 
 // q rewrites ? placeholders for the dialect.
 func (s *sqlStore) q(query string) string {
@@ -96,7 +117,7 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 			if n > 0 {
 				return nil
 			}
-			for _, stmt := range strings.Split(string(body), ";") {
+			for _, stmt := range statements(string(body)) {
 				if strings.TrimSpace(stripComments(stmt)) == "" {
 					continue
 				}
@@ -112,6 +133,28 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// statements splits a migration: at lines holding only ";;" when it has
+// them (function and trigger bodies hold ";"), else at every ";".
+func statements(body string) []string {
+	lines := strings.Split(body, "\n")
+	for _, l := range lines {
+		if strings.TrimSpace(l) == ";;" {
+			var out []string
+			var cur []string
+			for _, l := range lines {
+				if strings.TrimSpace(l) == ";;" {
+					out = append(out, strings.Join(cur, "\n"))
+					cur = nil
+					continue
+				}
+				cur = append(cur, l)
+			}
+			return append(out, strings.Join(cur, "\n"))
+		}
+	}
+	return strings.Split(body, ";")
 }
 
 func stripComments(s string) string {
@@ -202,7 +245,7 @@ func (s *sqlStore) CreateToken(ctx context.Context, t Token) error {
 func (s *sqlStore) Token(ctx context.Context, hash []byte) (Token, error) {
 	t := Token{Hash: hash}
 	var at int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT role, host_id, note, created_at FROM tokens WHERE hash = ?`), hash).Scan(&t.Role, &t.HostID, &t.Note, &at)
+	err := s.dbQueryRow(ctx, `SELECT role, host_id, note, created_at FROM tokens WHERE hash = ?`, hash).Scan(&t.Role, &t.HostID, &t.Note, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, ErrNotFound
 	}
@@ -211,11 +254,11 @@ func (s *sqlStore) Token(ctx context.Context, hash []byte) (Token, error) {
 }
 
 func (s *sqlStore) Enroll(ctx context.Context, h Host, cred Token) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO hosts (id, hostname, enrolled_at) VALUES (?, ?, ?)`), h.ID, h.Hostname, h.EnrolledAt.Unix()); err != nil {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := s.txExec(ctx, tx, `INSERT INTO hosts (id, hostname, enrolled_at) VALUES (?, ?, ?)`, h.ID, h.Hostname, h.EnrolledAt.Unix()); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens (hash, role, host_id, note, created_at) VALUES (?, ?, ?, ?, ?)`),
+		_, err := s.txExec(ctx, tx, `INSERT INTO tokens (hash, role, host_id, note, created_at) VALUES (?, ?, ?, ?, ?)`,
 			cred.Hash, RoleHost, h.ID, cred.Note, cred.CreatedAt.Unix())
 		return err
 	})
@@ -227,8 +270,16 @@ func (s *sqlStore) Enroll(ctx context.Context, h Host, cred Token) error {
 
 func (s *sqlStore) MissingBlobs(ctx context.Context, ds []string) ([]string, error) {
 	have := map[string]bool{}
-	for start := 0; start < len(ds); start += 500 {
-		chunk := ds[start:min(start+500, len(ds))]
+	var ask []string
+	for _, d := range ds {
+		if _, ok := s.known.Load(d); ok {
+			have[d] = true
+		} else if !have[d] {
+			ask = append(ask, d)
+		}
+	}
+	for start := 0; start < len(ask); start += 500 {
+		chunk := ask[start:min(start+500, len(ask))]
 		args := make([]any, len(chunk))
 		for i, d := range chunk {
 			args[i] = d
@@ -244,6 +295,7 @@ func (s *sqlStore) MissingBlobs(ctx context.Context, ds []string) ([]string, err
 				return nil, wrap("missing blobs", err)
 			}
 			have[d] = true
+			s.remember(d)
 		}
 		if err := rows.Close(); err != nil {
 			return nil, wrap("missing blobs", err)
@@ -258,6 +310,16 @@ func (s *sqlStore) MissingBlobs(ctx context.Context, ds []string) ([]string, err
 		}
 	}
 	return missing, nil
+}
+
+// remember notes a committed blob: blobs are never deleted, so a digest
+// once stored needs no query again. Bounded: a fleet has few distinct blobs.
+func (s *sqlStore) remember(d string) {
+	if s.knownN.Load() < 1<<16 {
+		if _, loaded := s.known.LoadOrStore(d, struct{}{}); !loaded {
+			s.knownN.Add(1)
+		}
+	}
 }
 
 // emptyBlob is an empty blob literal.
@@ -282,7 +344,11 @@ type execer interface {
 
 func (s *sqlStore) PutBlob(ctx context.Context, b Blob) error {
 	defer s.lockWrite()()
-	return wrap("put blob", s.putBlob(ctx, s.db, b))
+	err := s.putBlob(ctx, s.db, b)
+	if err == nil {
+		s.remember(b.Digest)
+	}
+	return wrap("put blob", err)
 }
 
 func (s *sqlStore) Blob(ctx context.Context, digest string) (Blob, error) {
@@ -295,10 +361,10 @@ func (s *sqlStore) Blob(ctx context.Context, digest string) (Blob, error) {
 }
 
 func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var prev string
 		var seq int64
-		err := tx.QueryRowContext(ctx, s.q(`SELECT report_digest FROM hosts WHERE id = ?`), r.HostID).Scan(&prev)
+		err := s.txQueryRow(ctx, tx, `SELECT report_digest FROM hosts WHERE id = ?`, r.HostID).Scan(&prev)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -311,13 +377,14 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 			}
 		}
 		for _, b := range r.Blobs {
-			if err := s.putBlob(ctx, tx, b); err != nil {
+			if _, err := s.txExec(ctx, tx, `INSERT INTO blobs (digest, kind, size, data, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+				b.Digest, b.Kind, len(b.Data), b.Data, time.Now().Unix()); err != nil {
 				return err
 			}
 		}
 		d := r.Dims
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE hosts SET hostname = ?, last_seen = ?, report_digest = ?, firmware_state = ?, boot_chain = ?,
-			platform = ?, model = ?, firmware = ?, os_release = ?, lineage = ?, channel = ?, label = ?, pcr7_sealed = ? WHERE id = ?`),
+		_, err = s.txExec(ctx, tx, `UPDATE hosts SET hostname = ?, last_seen = ?, report_digest = ?, firmware_state = ?, boot_chain = ?,
+			platform = ?, model = ?, firmware = ?, os_release = ?, lineage = ?, channel = ?, label = ?, pcr7_sealed = ? WHERE id = ?`,
 			r.Hostname, r.ReceivedAt.Unix(), r.Digest, r.FirmwareState, r.BootChain,
 			d[DimPlatform], d[DimModel], d[DimFirmware], d[DimRelease], d[DimLineage], d[DimChannel], d[DimLabel],
 			b2i(r.PCR7Sealed), r.HostID)
@@ -328,14 +395,14 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 		if facts == nil {
 			facts = []byte{}
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO host_facts (host_id, facts) VALUES (?, ?) ON CONFLICT (host_id) DO UPDATE SET facts = excluded.facts`), r.HostID, facts)
+		_, err = s.txExec(ctx, tx, `INSERT INTO host_facts (host_id, facts) VALUES (?, ?) ON CONFLICT (host_id) DO UPDATE SET facts = excluded.facts`, r.HostID, facts)
 		if err != nil || prev == r.Digest {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT COALESCE(MAX(seq), 0) FROM host_reports WHERE host_id = ?`), r.HostID).Scan(&seq); err != nil {
+		if err := s.txQueryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM host_reports WHERE host_id = ?`, r.HostID).Scan(&seq); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO host_reports (host_id, received_at, seq, report_digest, firmware_state, boot_chain) VALUES (?, ?, ?, ?, ?, ?)`),
+		_, err = s.txExec(ctx, tx, `INSERT INTO host_reports (host_id, received_at, seq, report_digest, firmware_state, boot_chain) VALUES (?, ?, ?, ?, ?, ?)`,
 			r.HostID, r.ReceivedAt.Unix(), seq+1, r.Digest, r.FirmwareState, r.BootChain)
 		return err
 	})
@@ -344,8 +411,16 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 
 func (s *sqlStore) checkBlobs(ctx context.Context, tx *sql.Tx, ds []string) error {
 	have := map[string]bool{}
-	for start := 0; start < len(ds); start += 500 {
-		chunk := ds[start:min(start+500, len(ds))]
+	var ask []string
+	for _, d := range ds {
+		if _, ok := s.known.Load(d); ok {
+			have[d] = true
+		} else {
+			ask = append(ask, d)
+		}
+	}
+	for start := 0; start < len(ask); start += 500 {
+		chunk := ask[start:min(start+500, len(ask))]
 		args := make([]any, len(chunk))
 		for i, d := range chunk {
 			args[i] = d
@@ -504,10 +579,72 @@ func (s *sqlStore) Hosts(ctx context.Context, f Filter) ([]Host, error) {
 	if f.Limit > 0 {
 		q += " LIMIT " + strconv.Itoa(f.Limit)
 	}
+	if f.Narrow {
+		q = strings.Replace(q, `SELECT `+cols+from, `SELECT id, firmware_state, boot_chain, pcr7_sealed`+from, 1)
+		return queryAll(ctx, s, "hosts", q, args, []Host{}, func(r *sql.Rows) (Host, error) {
+			var h Host
+			var sealed int
+			err := r.Scan(&h.ID, &h.FirmwareState, &h.BootChain, &sealed)
+			h.PCR7Sealed = sealed != 0
+			return h, err
+		})
+	}
 	return queryAll(ctx, s, "hosts", q, args, []Host{}, func(r *sql.Rows) (Host, error) { return scanHost(r, f.WithFacts) })
 }
 
+// countsDim reports whether host_counts answers a Groups of dims and f: a
+// filter on dimensions only, naming (with dims) at most one dimension, which
+// it returns ("" for none).
+func countsDim(dims []string, f Filter) (string, bool) {
+	if len(f.IDs) > 0 || len(f.States) > 0 || f.Hostname != "" || !f.SeenSince.IsZero() || f.After != "" || f.Limit != 0 || len(dims) > 1 {
+		return "", false
+	}
+	named := map[string]bool{}
+	for _, d := range dims {
+		named[d] = true
+	}
+	for d := range f.Dims {
+		named[d] = true
+	}
+	if len(named) > 1 {
+		return "", false
+	}
+	for d := range named {
+		return d, ValidDim(d)
+	}
+	return "", true
+}
+
+// groupsFromCounts is Groups answered by host_counts (migration 002).
+func (s *sqlStore) groupsFromCounts(ctx context.Context, dim string, grouped bool, f Filter) ([]Group, error) {
+	cols := "firmware_state, boot_chain"
+	if grouped {
+		cols = "value, " + cols
+	}
+	q := `SELECT ` + cols + `, CAST(SUM(hosts) AS BIGINT), CAST(SUM(sealed) AS BIGINT) FROM host_counts WHERE dim = ?`
+	args := []any{dim}
+	if v, ok := f.Dims[dim]; ok {
+		q += ` AND value = ?`
+		args = append(args, v)
+	}
+	q += ` GROUP BY ` + cols + ` HAVING SUM(hosts) > 0 ORDER BY ` + cols
+	return queryAll(ctx, s, "groups", q, args, []Group{}, func(r *sql.Rows) (Group, error) {
+		var g Group
+		dest := []any{&g.State.FirmwareState, &g.State.BootChain, &g.Hosts, &g.PCR7Sealed}
+		if grouped {
+			g.Values = make([]string, 1)
+			dest = append([]any{&g.Values[0]}, dest...)
+		} else {
+			g.Values = []string{}
+		}
+		return g, r.Scan(dest...)
+	})
+}
+
 func (s *sqlStore) Groups(ctx context.Context, dims []string, f Filter) ([]Group, error) {
+	if d, ok := countsDim(dims, f); ok {
+		return s.groupsFromCounts(ctx, d, len(dims) == 1, f)
+	}
 	f.Reported = true
 	w, args, err := s.where(f)
 	if err != nil {
@@ -559,5 +696,21 @@ func (s *sqlStore) RecentByGroup(ctx context.Context, dims []string, f Filter, p
 	}
 	q := `SELECT ` + hostCols + ` FROM (SELECT ` + hostCols + `, ROW_NUMBER() OVER (` + part + `ORDER BY last_seen DESC, id) AS rn FROM hosts` + w +
 		`) ranked WHERE rn <= ` + strconv.Itoa(max(1, perGroup)) + ` ORDER BY last_seen DESC, id`
+	if perGroup <= 1 && len(cols) > 0 {
+		// One host per group: two hash aggregations (the newest report of
+		// each group, then the least ID among its hosts seen then) instead
+		// of sorting every host for the window: at a million hosts the
+		// sort spills to disk.
+		list := strings.Join(cols, ", ")
+		var on []string
+		for _, c := range cols {
+			on = append(on, "s."+c+" = t."+c)
+		}
+		sel := `SELECT id, ` + list + `, last_seen FROM hosts` + w
+		q = `SELECT ` + hostCols + ` FROM hosts WHERE id IN (SELECT MIN(s.id) FROM (` + sel + `) s JOIN (SELECT ` + list + `, MAX(last_seen) AS m FROM hosts` + w +
+			` GROUP BY ` + list + `) t ON ` + strings.Join(on, " AND ") + ` AND s.last_seen = t.m GROUP BY ` + strings.Join(strings.Split("s."+strings.Join(cols, ", s."), ", "), ", ") +
+			`) ORDER BY last_seen DESC, id`
+		args = append(args, args...)
+	}
 	return queryAll(ctx, s, "recent by group", q, args, []Host{}, func(r *sql.Rows) (Host, error) { return scanHost(r, false) })
 }

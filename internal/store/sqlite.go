@@ -46,6 +46,7 @@ func openSQLite(ctx context.Context, file string) (Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%w (database %s)", err, file)
 	}
+	s.batch = newBatcher(s)
 	return s, nil
 }
 

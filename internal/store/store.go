@@ -131,6 +131,9 @@ type Filter struct {
 	After     string    // ID to page after (hosts come ordered by ID)
 	Limit     int       // 0: no limit
 	WithFacts bool
+	// Narrow reads only the ID, the state pair and PCR7Sealed of each host
+	// (what a what-if lists), not the other columns.
+	Narrow bool
 	// Recent orders by last report, newest first (then ID), instead of by ID.
 	Recent bool
 }

@@ -2,9 +2,11 @@ package web
 
 import (
 	"bytes"
+	_ "embed"
 	"errors"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +27,29 @@ func (d *Dashboard) registerJobs() {
 	m.HandleFunc("GET /ui/jobs/{name}/junit.xml", d.page(d.jobJUnit))
 	m.HandleFunc("GET /ui/jobs/{name}/report.html", d.page(d.jobHTML))
 	m.HandleFunc("POST /ui/jobs/{name}/rerun", d.page(d.jobRerun))
+	m.HandleFunc("GET /ui/jobs/{name}/console", d.page(d.jobConsole))
+	m.HandleFunc("GET /ui/static/job.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(jobJS)
+	})
+}
+
+//go:embed static/job.js
+var jobJS []byte
+
+// jobConsole streams a job's serial console after a sequence number to the
+// job page (server-sent events, as GET /v1/jobs/{name}/logs?follow=1).
+func (d *Dashboard) jobConsole(w http.ResponseWriter, r *http.Request) error {
+	var after int64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return &fleet.InputError{Reason: "after: want a log sequence number"}
+		}
+		after = n
+	}
+	return d.srv.FollowJobLog(w, r, r.PathValue("name"), "console", after)
 }
 
 func (d *Dashboard) jobService() (*jobs.Service, error) {
@@ -113,8 +138,10 @@ func (d *Dashboard) jobPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var con []string
+	var after int64
 	for _, l := range console {
 		con = append(con, l.Line)
+		after = l.Seq
 	}
 	events, err := js.Store.JobEvents(r.Context(), j.Name)
 	if err != nil {
@@ -127,7 +154,7 @@ func (d *Dashboard) jobPage(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	d.render(w, "job", map[string]any{"J": j, "P": j.Properties, "Live": !store.JobFinal(j.Properties.ProvisioningState),
-		"Console": strings.Join(con, "\n"), "Events": events, "Failed": failed, "Admin": d.isAdmin(r),
+		"Console": strings.Join(con, "\n"), "ConsoleAfter": after, "Events": events, "Failed": failed, "Admin": d.isAdmin(r),
 		"Passed": jobs.Summary(j.Properties.Results)[imagetest.Passed]})
 	return nil
 }

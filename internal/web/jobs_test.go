@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -23,8 +24,11 @@ import (
 // kernel log fails, Secure Boot fails once then passes (flaky).
 type scripted struct{ runs map[string]int }
 
-func (s *scripted) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, log io.Writer) (*imagetest.Report, error) {
+func (s *scripted) Cases(ctx context.Context, spec jobs.Spec, cases []imagetest.Case, obs imagetest.Observer, out jobs.Output) (*imagetest.Report, error) {
 	rep := &imagetest.Report{Run: imagetest.RunInfo{Image: spec.Image.Path, Console: []string{"Booting `Debian GNU/Linux'", "debian login:"}}}
+	for _, l := range rep.Run.Console {
+		fmt.Fprintln(out.Console, l)
+	}
 	for _, c := range cases {
 		s.runs[c.Name]++
 		obs.Update(imagetest.Result{Name: c.Name, Status: imagetest.Running})
@@ -147,14 +151,21 @@ func TestJobPages(t *testing.T) {
 		}
 	}
 	// Rerun the failed case: a new job with only kernel.log-clean.
-	// The new job's page refreshes while it is queued: read its name from
-	// the address, not from a page that may be reloading.
-	do(chromedp.Click(chromedp.ID("rerun")), chromedp.WaitVisible(chromedp.ID("results")))
-	loc, err := chromedp.Run(bctx, chromedp.Location())
-	if err != nil {
-		t.Fatal(err)
+	// Read the new job's name from the address once the browser has left
+	// this page (the old page's #results is visible until then).
+	do(chromedp.Click(chromedp.ID("rerun")))
+	var name string
+	for deadline := time.Now().Add(time.Minute); ; {
+		loc, err := chromedp.Run(bctx, chromedp.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name = loc[strings.LastIndex(loc, "/")+1:]; name != "nightly-1" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling the address with a deadline
 	}
-	name := loc[strings.LastIndex(loc, "/")+1:]
+	do(chromedp.WaitVisible(chromedp.ID("results")))
 	if !strings.HasPrefix(name, "nightly-1-rerun-") {
 		t.Fatalf("rerun landed on %q", name)
 	}

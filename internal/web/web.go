@@ -84,7 +84,7 @@ func Register(srv *api.Server) {
 
 func (d *Dashboard) render(w http.ResponseWriter, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; script-src 'self'; connect-src 'self'")
 	if err := tmpl.ExecuteTemplate(w, name, data); err != nil {
 		d.srv.Log.Error("dashboard template", "page", name, "err", err)
 	}

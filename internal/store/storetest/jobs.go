@@ -158,6 +158,52 @@ func RunJobs(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("Log appends are numbered, idempotent and bounded", func(t *testing.T) {
+		js := jobsOf(t)
+		js.CreateJob(ctx, job("j", 0, store.Needs{}, t0))
+		if _, err := js.ClaimJob(ctx, caps, "L1", t0.Add(time.Minute), t0); err != nil {
+			t.Fatal(err)
+		}
+		lines := func(ss ...string) []store.JobLogLine {
+			var out []store.JobLogLine
+			for _, s := range ss {
+				out = append(out, store.JobLogLine{Case: "console", Line: s})
+			}
+			return out
+		}
+		if _, err := js.AppendJobLog(ctx, "j", "other", 0, lines("x"), t0, 100); !errors.Is(err, store.ErrLeaseLost) {
+			t.Fatalf("foreign lease: %v", err)
+		}
+		if n, err := js.AppendJobLog(ctx, "j", "L1", 0, lines("one", "two"), t0, 100); err != nil || n != 2 {
+			t.Fatalf("append: %d %v", n, err)
+		}
+		// A retry of the same lines and one more: only the new one is kept.
+		if n, err := js.AppendJobLog(ctx, "j", "L1", 0, lines("one", "two", "three"), t0, 100); err != nil || n != 3 {
+			t.Fatalf("retried append: %d %v", n, err)
+		}
+		if n, err := js.AppendJobLog(ctx, "j", "L1", 1, lines("two"), t0, 100); err != nil || n != 3 {
+			t.Fatalf("old lines again: %d %v", n, err)
+		}
+		if n, err := js.AppendJobLog(ctx, "j", "L1", 5, lines("six"), t0, 100); !errors.Is(err, store.ErrLogGap) || n != 3 {
+			t.Fatalf("gap: %d %v", n, err)
+		}
+		// Past the bound: one line says so, the rest are counted, not kept.
+		if n, err := js.AppendJobLog(ctx, "j", "L1", 3, lines(strings.Repeat("x", 90), "five", "six"), t0, 100); err != nil || n != 6 {
+			t.Fatalf("over the bound: %d %v", n, err)
+		}
+		all, err := js.JobLog(ctx, "j", "console", 0, 0)
+		var got []string
+		for _, l := range all {
+			got = append(got, l.Line)
+		}
+		if err != nil || len(got) != 4 || strings.Join(got[:3], ",") != "one,two,three" || !strings.Contains(got[3], "log cut") {
+			t.Fatalf("log %q %v", got, err)
+		}
+		if j, _ := js.Job(ctx, "j"); j.LogNext != 6 {
+			t.Errorf("log_next %d", j.LogNext)
+		}
+	})
+
 	t.Run("Expired lease", func(t *testing.T) {
 		js := jobsOf(t)
 		js.CreateJob(ctx, job("j", 0, store.Needs{}, t0))

@@ -210,6 +210,10 @@ func Run(t *testing.T, open Open) {
 		if len(st) != 2 || st[0].ID != "h1" || st[1].ID != "h3" {
 			t.Fatalf("state hosts = %+v", st)
 		}
+		narrow, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{FirmwareState: "fw1", BootChain: "c"}}, Narrow: true})
+		if len(narrow) != 2 || narrow[1].ID != "h3" || narrow[1].BootChain != "c" || narrow[1].Hostname != "" {
+			t.Fatalf("narrow state hosts = %+v", narrow)
+		}
 		rec, _ := s.Hosts(ctx, store.Filter{Recent: true, Limit: 1, Reported: true})
 		if len(rec) != 1 || rec[0].ID != "h3" {
 			t.Fatalf("most recent = %+v", rec)
@@ -255,6 +259,42 @@ func Run(t *testing.T, open Open) {
 		g, _ = s.Groups(ctx, nil, store.Filter{})
 		if len(g) != 2 || g[0].Hosts+g[1].Hosts != 4 {
 			t.Fatalf("Groups() = %+v", g)
+		}
+		// The materialised counts (a dimensions-only filter) follow hosts
+		// that move between groups, stop being sealed, or report again
+		// unchanged; they equal a count over the hosts themselves.
+		moves := []store.Report{
+			report("h0", 10, "fw1", "c", map[string]string{store.DimPlatform: "aws", store.DimModel: "m"}),
+			report("h4", 11, "fw0", "c", map[string]string{store.DimPlatform: "azure", store.DimModel: "m"}),
+			report("h2", 12, "fw0", "c", map[string]string{store.DimPlatform: "azure", store.DimModel: "m"}),
+		}
+		moves[2].Digest = "r-h2-2" // the same digest as before, now sealed
+		moves[2].PCR7Sealed = true
+		for _, r := range moves {
+			if err := s.PutReport(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		azure := map[string]string{store.DimPlatform: "azure"}
+		for _, c := range []struct {
+			dims  []string
+			where map[string]string
+		}{{nil, nil}, {[]string{store.DimPlatform}, nil}, {[]string{store.DimModel}, nil}, {[]string{store.DimLabel}, nil},
+			{nil, azure}, {[]string{store.DimPlatform}, azure}, {[]string{store.DimModel}, azure}, {[]string{store.DimModel, store.DimPlatform}, nil}} {
+			counted, err := s.Groups(ctx, c.dims, store.Filter{Dims: c.where})
+			if err != nil {
+				t.Fatal(err)
+			}
+			scanned, err := s.Groups(ctx, c.dims, store.Filter{Dims: c.where, SeenSince: time.Unix(1, 0)}) // a filter the counts cannot answer
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(counted, scanned) {
+				t.Fatalf("Groups(%v, %v) from the counts = %+v\nfrom the hosts = %+v", c.dims, c.where, counted, scanned)
+			}
+		}
+		if g, _ := s.Groups(ctx, nil, store.Filter{Dims: map[string]string{store.DimPlatform: "azure"}}); len(g) != 1 || g[0].Hosts != 2 || g[0].PCR7Sealed != 1 {
+			t.Fatalf("azure groups = %+v", g)
 		}
 	})
 	t.Run("ConcurrentReports", func(t *testing.T) {
