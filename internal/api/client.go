@@ -52,6 +52,8 @@ func NewClient(base, token, caFile string) (*Client, error) {
 type StatusError struct {
 	Code    int
 	Message string
+	// RetryAfter is the server's Retry-After (whole seconds), 0 when absent.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("server answered %d: %s", e.Code, e.Message) }
@@ -86,7 +88,11 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return &StatusError{Code: resp.StatusCode, Message: e.Error}
+		se := &StatusError{Code: resp.StatusCode, Message: e.Error}
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
+			se.RetryAfter = time.Duration(n) * time.Second
+		}
+		return se
 	}
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {

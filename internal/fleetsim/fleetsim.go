@@ -9,12 +9,15 @@ package fleetsim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vouch-dev/vouch/internal/agent"
 	"github.com/vouch-dev/vouch/internal/api"
@@ -181,7 +184,8 @@ func simulate(ctx context.Context, ec *api.Client, o Options, i int, st *Stats, 
 	r := rand.New(rand.NewPCG(o.Seed, uint64(i)))
 	t := o.Templates[r.IntN(len(o.Templates))]
 	rep := Host(t, i, r)
-	e, err := ec.Enroll(ctx, rep.Hostname)
+	var e *api.EnrollResponse
+	err := throttled(ctx, func() (err error) { e, err = ec.Enroll(ctx, rep.Hostname); return err })
 	if err != nil {
 		return fmt.Errorf("fleetsim: enrol %s: %w", rep.Hostname, err)
 	}
@@ -190,20 +194,20 @@ func simulate(ctx context.Context, ec *api.Client, o Options, i int, st *Stats, 
 	hc.Token = e.Credential
 	rep.HostID = e.HostID
 	needs := rep.Needs()
-	missing, err := hc.MissingBlobs(ctx, needs)
-	if err != nil {
+	var missing []string
+	if err := throttled(ctx, func() (err error) { missing, err = hc.MissingBlobs(ctx, needs); return err }); err != nil {
 		return err
 	}
 	if len(missing) > 0 {
 		// One host at a time uploads; the others then find the blobs there.
 		upMu.Lock()
-		missing, err = hc.MissingBlobs(ctx, needs)
+		err = throttled(ctx, func() (err error) { missing, err = hc.MissingBlobs(ctx, needs); return err })
 		for _, d := range missing {
 			if err != nil {
 				break
 			}
 			b := t.Col.Blobs[d]
-			if err = hc.PutBlob(ctx, d, b.Kind, b.Data); err == nil {
+			if err = throttled(ctx, func() error { return hc.PutBlob(ctx, d, b.Kind, b.Data) }); err == nil {
 				st.Uploaded.Add(1)
 			}
 		}
@@ -213,9 +217,29 @@ func simulate(ctx context.Context, ec *api.Client, o Options, i int, st *Stats, 
 		}
 	}
 	body, _ := json.Marshal(rep)
-	if _, err := hc.Report(ctx, body); err != nil {
+	if err := throttled(ctx, func() error { _, err := hc.Report(ctx, body); return err }); err != nil {
 		return fmt.Errorf("fleetsim: report %s: %w", rep.Hostname, err)
 	}
 	st.Reported.Add(1)
 	return nil
+}
+
+// throttled calls f again while the server answers 429 (its rate limits:
+// every simulated host enrols with the same token), waiting what its
+// Retry-After says (at least 10 ms), as an agent would. A 429 is given before
+// the request is handled, so the call is safe to repeat.
+func throttled(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		var se *api.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusTooManyRequests {
+			return err
+		}
+		wait := max(se.RetryAfter, 10*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
