@@ -28,8 +28,8 @@ func Kernels(root fs.FS) []string {
 }
 
 // CompareKernelVersions orders kernel versions or file names: runs of
-// digits compare as numbers, other runs as text ("6.1.0-9-amd64" <
-// "6.1.0-10-amd64" < "6.10.0-1-amd64").
+// digits compare as numbers, other runs as text ("9.1.0-9-x" <
+// "9.1.0-10-x" < "9.10.0-1-x").
 func CompareKernelVersions(a, b string) int {
 	for a != "" && b != "" {
 		ra, restA := nextRun(a)
