@@ -1,13 +1,18 @@
 // Package pgtest starts a real PostgreSQL server for tests: Debian's
-// `postgresql` package (initdb and pg_ctl from /usr/lib/postgresql/*/bin), a
+// `postgresql` package (initdb and postgres from /usr/lib/postgresql/*/bin), a
 // cluster in a fresh temporary directory, listening only on a unix socket in
 // that directory, stopped and removed when the test ends. PostgreSQL refuses
 // to run as root, so as root the cluster belongs to the `postgres` user and
 // its commands run through runuser(1).
+//
+// The server is the test process's own child (postgres itself, not pg_ctl's
+// daemon) with a parent-death signal: a test binary killed by a timeout or
+// SIGKILL takes its server with it instead of leaving it running.
 package pgtest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -17,7 +22,9 @@ import (
 	"sort"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Cluster is a running PostgreSQL server.
@@ -26,6 +33,8 @@ type Cluster struct {
 	bin    string
 	runAs  *user.User
 	nextDB atomic.Int64
+	server *exec.Cmd
+	exited chan struct{} // closed when server has been waited for
 }
 
 // BinDir finds the newest /usr/lib/postgresql/*/bin holding initdb.
@@ -87,15 +96,73 @@ func StartCluster() (*Cluster, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	// fsync stays on: the kill -9 tests rely on acknowledged commits
-	// surviving; listen_addresses '' means the socket only.
-	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c max_connections=200 -c shared_buffers=128MB", dir)
-	if err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-t", "120", "-o", opts, "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+	if err := c.start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("%w\n%s", err, log)
+		return nil, err
 	}
 	return c, nil
+}
+
+// start runs postgres as a child and waits until it accepts connections.
+// fsync stays on: the kill -9 tests rely on acknowledged commits surviving;
+// listen_addresses ” means the socket only.
+func (c *Cluster) start() error {
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(c.bin, "postgres"), "-D", filepath.Join(c.Dir, "data"), "-k", c.Dir,
+		"-c", "listen_addresses=", "-c", "max_connections=200", "-c", "shared_buffers=128MB")
+	cmd.Dir, cmd.Stdout, cmd.Stderr = c.Dir, logf, logf
+	// SIGQUIT is PostgreSQL's immediate shutdown.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGQUIT}
+	if c.runAs != nil {
+		uid, _ := strconv.Atoi(c.runAs.Uid)
+		gid, _ := strconv.Atoi(c.runAs.Gid)
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		cmd.Env = append(os.Environ(), "HOME="+c.runAs.HomeDir, "USER=postgres", "LOGNAME=postgres")
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pgtest: postgres: %w", err)
+	}
+	c.server, c.exited = cmd, make(chan struct{})
+	go func() { cmd.Wait(); close(c.exited) }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := c.run("pg_isready", "-q", "-h", c.Dir, "-t", "5")
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-c.exited:
+			log, _ := os.ReadFile(filepath.Join(c.Dir, "log"))
+			return fmt.Errorf("pgtest: postgres exited: %v\n%s", cmd.ProcessState, log)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.halt()
+			log, _ := os.ReadFile(filepath.Join(c.Dir, "log"))
+			return fmt.Errorf("pgtest: postgres not ready after 2 minutes: %w\n%s", err, log)
+		}
+	}
+}
+
+// halt stops the server at once (SIGQUIT: immediate shutdown, like a
+// crash: the next start recovers from the WAL) and waits for it to exit.
+func (c *Cluster) halt() error {
+	if c.server == nil {
+		return errors.New("pgtest: the server is not running")
+	}
+	c.server.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-c.exited:
+	case <-time.After(time.Minute):
+		c.server.Process.Kill()
+		<-c.exited
+	}
+	c.server = nil
+	return nil
 }
 
 func (c *Cluster) run(name string, args ...string) error {
@@ -139,7 +206,10 @@ func (c *Cluster) CreateDatabase() (string, error) {
 
 // Stop stops the server at once and removes its directory.
 func (c *Cluster) Stop() error {
-	err := c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "immediate", "-w", "stop")
+	var err error
+	if c.server != nil {
+		err = c.halt()
+	}
 	if rerr := os.RemoveAll(c.Dir); err == nil && rerr != nil {
 		err = fmt.Errorf("pgtest: %w", rerr)
 	}
@@ -147,12 +217,7 @@ func (c *Cluster) Stop() error {
 }
 
 // Halt stops the server at once (like a crash), keeping its data.
-func (c *Cluster) Halt() error {
-	return c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "immediate", "-w", "stop")
-}
+func (c *Cluster) Halt() error { return c.halt() }
 
 // Resume starts a halted server again.
-func (c *Cluster) Resume() error {
-	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c max_connections=200", c.Dir)
-	return c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-l", filepath.Join(c.Dir, "log"), "-w", "-t", "120", "-o", opts, "start")
-}
+func (c *Cluster) Resume() error { return c.start() }
