@@ -21,6 +21,7 @@ fixtures: deps
 	@./scripts/fetch-prev-kernel.sh
 	@./scripts/build-fixtures.sh
 	@./scripts/build-cloud-fixture.sh
+	@./scripts/build-kernel-fixture.sh
 
 # Every test, with the real fixtures (Debian images, OVMF boots). Cold: builds the
 # fixtures first (a few minutes); warm: reuses .cache/.

@@ -200,7 +200,7 @@ func parsePE(t *testing.T, b []byte) *authenticode.Image {
 // software TPM, and checks vouch against the TPM: every boot's log replays
 // to the TPM's PCRs (all banks), and for a chain of changes (db gains the
 // Microsoft UEFI CA 2023; Microsoft's dbx update; a newer SbatLevel; shim
-// replaced by its 2023-only variant) the PCR 4 and PCR 7
+// replaced by its 2023-only variant; a new kernel) the PCR 4 and PCR 7
 // predicted from boot N-1's log equal what boot N measures.
 func TestSwtpmOracle(t *testing.T) {
 	testfixtures.Long(t, testfixtures.QEMU)
@@ -301,9 +301,23 @@ func TestSwtpmOracle(t *testing.T) {
 	m, cur = bootAndMeasure(t, ctx, img, vars, ovl, "boot5-shim2023")
 	compare(t, "shim -> 2023-only shim", p, cur, &rows)
 
-	// A new kernel (change 5 of the issue) is predicted by measure.Predict
-	// (TestPredictOffline) but not yet measured here: its boot under the
-	// swtpm has not been run to the end on this machine.
+	// Change 5: a new kernel (Debian's signed kernel one ABI older than the
+	// image's), installed in the running guest and made GRUB's entry. Its
+	// prediction starts from the package, as vouch measure predict --kernel
+	// does; shim verifies it with the certificate it already measured for
+	// GRUB, so PCR 7 stays and PCR 4 changes.
+	k := prevKernel(t)
+	peerKernelDigest(t, k)
+	if p, err = measure.Predict(cur.log, measure.Change{Kernel: k.img}, measure.Installed{Shim: parsePE(t, shim2023)}); err != nil {
+		t.Fatal(err)
+	}
+	installKernel(t, ctx, m, k)
+	stop(t, ctx, m)
+	m, cur = bootAndMeasure(t, ctx, img, vars, ovl, "boot6-kernel")
+	if got := strings.TrimSpace(run(t, ctx, m, "uname -r")); got != k.kver {
+		t.Errorf("the guest runs kernel %s, want %s", got, k.kver)
+	}
+	compare(t, "kernel -> one ABI older", p, cur, &rows)
 	stop(t, ctx, m)
 
 	var tb strings.Builder

@@ -53,8 +53,11 @@ func Path(t testing.TB, name string) string {
 		return p
 	}
 	builder, args := "build-fixtures.sh", []string{name}
-	if name == "debian-cloud.qcow2" {
+	switch name {
+	case "debian-cloud.qcow2":
 		builder, args = "build-cloud-fixture.sh", nil
+	case "prev-kernel":
+		builder, args = "build-kernel-fixture.sh", nil
 	}
 	script(t, builder, args...)
 	if _, err := os.Stat(p); err != nil {
