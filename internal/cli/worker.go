@@ -23,6 +23,7 @@ func newWorkerCmd() *cobra.Command {
 		cf                    clientFlags
 		name, certs, workDir  string
 		cacheDir              string
+		cacheMax              int64
 		accel                 string
 		cores, memory, diskMB int
 		once                  bool
@@ -45,11 +46,15 @@ cancel reaches it on its next heartbeat and the VM is killed.
 A job's image is a path the worker can read (shared storage), or an image the
 server keeps (an upload, or a URL it fetched): the worker downloads that from the
 server with its token, resuming a cut-off download, checks its SHA-256 and keeps it
-by digest in --cache-dir. Firmware profiles and the firmware matrix need the
+by digest in --cache-dir, removing the least recently used images (those no job
+uses) when the cache grows past --cache-max. Firmware profiles and the firmware matrix need the
 Microsoft certificates (--certs DIR).`,
 		Example: `  vouch worker --server http://127.0.0.1:8443 --token "$(cat worker.token)" --certs ./certs`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if cacheMax < 0 {
+				return usageErrorf("--cache-max %d: a size in MiB, 0 for no bound", cacheMax)
+			}
 			switch accel {
 			case "auto", "kvm", "tcg":
 			default:
@@ -92,7 +97,7 @@ Microsoft certificates (--certs DIR).`,
 				runAccel = accel
 			}
 			w := &jobs.Worker{Server: cl, Caps: caps, Runner: jobs.VMRunner{CertDir: certs, WorkDir: workDir, Accel: runAccel, BootTimeout: bootTimeout},
-				Poll: poll, CacheDir: cacheDir, Log: c.ErrOrStderr()}
+				Poll: poll, CacheDir: cacheDir, CacheMaxBytes: cacheMax << 20, Log: c.ErrOrStderr()}
 			return w.Run(ctx, once)
 		},
 	}
@@ -102,6 +107,7 @@ Microsoft certificates (--certs DIR).`,
 	fl.StringVar(&certs, "certs", "", "directory of the Microsoft certificates for firmware profiles and the matrix")
 	fl.StringVar(&workDir, "work-dir", "", "directory for the VMs' temporary files (default: the system's)")
 	fl.StringVar(&cacheDir, "cache-dir", "", "directory keeping images downloaded from the server, by digest (default: the user's cache directory, vouch/images)")
+	fl.Int64Var(&cacheMax, "cache-max", 20<<10, "size bound of --cache-dir in MiB (0: none)")
 	fl.StringVar(&accel, "accel", "auto", "auto (probe KVM), kvm or tcg")
 	fl.IntVar(&cores, "cores", 0, "cores to advertise (default: all)")
 	fl.IntVar(&memory, "memory", 0, "memory to advertise in MiB (default: available memory)")

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -39,28 +41,46 @@ const downloadTries = 5
 // keeps under img.SHA256: from the cache, else downloaded into it. A
 // download goes to DIGEST.part, resumes from its end after a cut-off, and
 // becomes DIGEST.img only when its length and SHA-256 match; a lock file
-// keeps two workers sharing the cache from writing the same part.
-func (w *Worker) localImage(ctx context.Context, img Image, log io.Writer) (string, error) {
+// keeps two workers sharing the cache from writing the same part. The
+// image stays locked (shared) until release is called, so that no worker
+// sharing the cache prunes it while a job uses it; then the cache is pruned
+// to CacheMaxBytes.
+func (w *Worker) localImage(ctx context.Context, img Image, log io.Writer) (path string, release func(), err error) {
 	if !ValidDigest(img.SHA256) {
-		return "", fmt.Errorf("jobs: image digest %q is not a SHA-256", img.SHA256)
+		return "", nil, fmt.Errorf("jobs: image digest %q is not a SHA-256", img.SHA256)
 	}
 	dir, err := w.imageCache()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("jobs: image cache: %w", err)
+		return "", nil, fmt.Errorf("jobs: image cache: %w", err)
 	}
-	final := filepath.Join(dir, img.SHA256+".img")
 	lock, err := os.OpenFile(filepath.Join(dir, img.SHA256+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("jobs: image cache: %w", err)
+		return "", nil, fmt.Errorf("jobs: image cache: %w", err)
 	}
-	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("jobs: image cache lock: %w", err)
+		lock.Close()
+		return "", nil, fmt.Errorf("jobs: image cache lock: %w", err)
 	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	path, err = w.fetchLocked(ctx, dir, img, log)
+	if err != nil {
+		lock.Close() // releases the lock
+		return "", nil, err
+	}
+	// Marks the image as used now: pruning goes oldest use first.
+	now := time.Now()
+	os.Chtimes(path, now, now)
+	// Exclusive to shared: other jobs on the same image may use it too.
+	syscall.Flock(int(lock.Fd()), syscall.LOCK_SH)
+	w.pruneCache(dir, log)
+	return path, func() { lock.Close() }, nil
+}
+
+// fetchLocked is localImage's work under the image's exclusive lock.
+func (w *Worker) fetchLocked(ctx context.Context, dir string, img Image, log io.Writer) (string, error) {
+	final := filepath.Join(dir, img.SHA256+".img")
 	if st, err := os.Stat(final); err == nil && (img.Size == 0 || st.Size() == img.Size) {
 		fmt.Fprintf(log, "image %s: in the worker's cache (%s)\n", short(img.SHA256), final)
 		return final, nil
@@ -131,6 +151,62 @@ func (w *Worker) localImage(ctx context.Context, img Image, log io.Writer) (stri
 	}
 	fmt.Fprintf(log, "image %s: downloaded and checked (%d bytes)\n", short(img.SHA256), have)
 	return final, nil
+}
+
+// pruneCache removes the least recently used images (and abandoned partial
+// downloads) until the cache holds at most CacheMaxBytes; an image another
+// job holds (its lock taken) is left alone. Lock files stay: removing one
+// that another worker has just opened would let two workers lock the same
+// image through two different files.
+func (w *Worker) pruneCache(dir string, log io.Writer) {
+	if w.CacheMaxBytes <= 0 {
+		return
+	}
+	type entry struct {
+		path, digest string
+		size         int64
+		used         time.Time
+	}
+	var all []entry
+	var total int64
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		name := de.Name()
+		digest, ok := strings.CutSuffix(name, ".img")
+		if !ok {
+			digest, ok = strings.CutSuffix(name, ".part")
+		}
+		if !ok || !ValidDigest(digest) {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		all = append(all, entry{filepath.Join(dir, name), digest, fi.Size(), fi.ModTime()})
+		total += fi.Size()
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].used.Before(all[j].used) })
+	for _, e := range all {
+		if total <= w.CacheMaxBytes {
+			return
+		}
+		lock, err := os.OpenFile(filepath.Join(dir, e.digest+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			if os.Remove(e.path) == nil {
+				total -= e.size
+				fmt.Fprintf(log, "image cache: removed %s (%d bytes, last used %s) to stay within %d bytes\n",
+					filepath.Base(e.path), e.size, e.used.UTC().Format(time.RFC3339), w.CacheMaxBytes)
+			}
+		}
+		lock.Close()
+	}
+	if total > w.CacheMaxBytes {
+		fmt.Fprintf(log, "image cache: %d bytes, over the %d-byte limit: the rest is in use\n", total, w.CacheMaxBytes)
+	}
 }
 
 // ErrImageGone is the server answering that it does not keep the image.

@@ -13,8 +13,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -508,5 +510,82 @@ func TestCorruptDownloadRefused(t *testing.T) {
 	}
 	if ents, _ := filepath.Glob(filepath.Join(cache, "*.part")); len(ents) != 0 {
 		t.Errorf("corrupt parts kept: %v", ents)
+	}
+}
+
+// TestImageCacheBounded: with the cache bounded to one image, a job on a
+// second image removes the least recently used one; an image another job
+// holds (its lock taken, as by a worker sharing the cache) is not removed,
+// and the job says the cache is over its bound.
+func TestImageCacheBounded(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "vouch.db"), 30*time.Second)
+	ctx := context.Background()
+	var ups []api.ImageUpload
+	for i := 0; i < 3; i++ {
+		p := diskImage(t)
+		b, _ := os.ReadFile(p)
+		b[1<<19] = byte(i + 1) // three different images of the same size
+		os.WriteFile(p, b, 0o600)
+		up, err := e.admin.UploadImage(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, up)
+	}
+	cache := filepath.Join(t.TempDir(), "worker-cache")
+	wk := &jobs.Worker{Server: e.worker, Caps: store.Caps{Worker: "bounded", Cores: 2, MemoryMiB: 4096, DiskMiB: 10000},
+		Runner: &recorder{}, CacheDir: cache, CacheMaxBytes: ups[0].Size + ups[0].Size/2}
+	run := func(name string, up api.ImageUpload) string {
+		t.Helper()
+		if _, err := e.admin.CreateJob(ctx, createReq(name, up.Path, inline(imagetest.Selection{Names: []string{"boot.multi-user"}}))); err != nil {
+			t.Fatal(err)
+		}
+		if err := wk.Run(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		j, err := e.admin.Job(ctx, name)
+		if err != nil || j.Properties.ProvisioningState != store.JobSucceeded {
+			t.Fatalf("job %s: %s %s %v", name, j.Properties.ProvisioningState, j.Properties.Reason, err)
+		}
+		lines, _, _ := e.admin.JobLog(ctx, name, "", 0)
+		var b strings.Builder
+		for _, l := range lines {
+			b.WriteString(l.Line + "\n")
+		}
+		return b.String()
+	}
+	cached := func() []string {
+		m, _ := filepath.Glob(filepath.Join(cache, "*.img"))
+		for i := range m {
+			m[i] = strings.TrimSuffix(filepath.Base(m[i]), ".img")
+		}
+		sort.Strings(m)
+		return m
+	}
+	run("a", ups[0])
+	log := run("b", ups[1])
+	if got := cached(); len(got) != 1 || got[0] != ups[1].SHA256 {
+		t.Errorf("after a job on a second image the cache holds %v, want only %s", got, ups[1].SHA256)
+	}
+	if !strings.Contains(log, "image cache: removed "+ups[0].SHA256+".img") {
+		t.Errorf("job b's log does not say the first image was removed:\n%s", log)
+	}
+	// Another job holds image b.
+	held, err := os.OpenFile(filepath.Join(cache, ups[1].SHA256+".lock"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	log = run("c", ups[2])
+	want := []string{ups[1].SHA256, ups[2].SHA256}
+	sort.Strings(want)
+	if got := cached(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("with image b in use the cache holds %v, want %v", got, want)
+	}
+	if !strings.Contains(log, "over the") || !strings.Contains(log, "the rest is in use") {
+		t.Errorf("job c's log does not say the cache is over its bound:\n%s", log)
 	}
 }

@@ -61,7 +61,11 @@ type Worker struct {
 	// CacheDir keeps images downloaded from the server, by digest
 	// (default: the user's cache directory, vouch/images).
 	CacheDir string
-	Log      io.Writer
+	// CacheMaxBytes bounds CacheDir: each time a job's image is fetched
+	// or found there, the least recently used images no job holds are
+	// removed until it fits (0: no bound).
+	CacheMaxBytes int64
+	Log           io.Writer
 }
 
 func (w *Worker) logf(format string, args ...any) {
@@ -400,13 +404,14 @@ func (w *Worker) run(ctx context.Context, e *execution) (string, string) {
 	lw := &logWriter{e: e}
 	defer lw.Flush()
 	if spec.Image.SHA256 != "" {
-		path, err := w.localImage(ctx, spec.Image, lw)
+		path, release, err := w.localImage(ctx, spec.Image, lw)
 		if err != nil {
 			if ctx.Err() != nil {
 				return store.JobFailed, "interrupted"
 			}
 			return store.JobFailed, err.Error()
 		}
+		defer release()
 		spec.Image.Path = path
 	}
 	for it := 0; it < iterations; it++ {
