@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,7 +16,10 @@ import (
 // directory (vouch-vm-*/serial.log, one per VM the run starts) to a
 // writer as they grow, line by line, with terminal escapes removed. A log
 // is kept open once found, so what is written before its VM's directory
-// is removed is still read.
+// is removed is still read. The first VM's lines go as they are; those of
+// the second and later VMs (a matrix, a new environment per case, cases
+// run side by side) begin with "[vm N] ", so interleaved consoles can be
+// told apart.
 type consoleFollower struct {
 	dir   string
 	out   io.Writer
@@ -52,6 +56,7 @@ func (f *consoleFollower) run() {
 	defer close(f.done)
 	type source struct {
 		file    *os.File
+		prefix  string
 		partial []byte
 	}
 	open := map[string]*source{}
@@ -63,7 +68,11 @@ func (f *consoleFollower) run() {
 		for _, p := range paths {
 			if _, ok := open[p]; !ok {
 				if fh, err := os.Open(p); err == nil {
-					open[p] = &source{file: fh}
+					src := &source{file: fh}
+					if len(order) > 0 {
+						src.prefix = fmt.Sprintf("[vm %d] ", len(order)+1)
+					}
+					open[p] = src
 					order = append(order, p)
 				}
 			}
@@ -78,11 +87,11 @@ func (f *consoleFollower) run() {
 					if i < 0 {
 						break
 					}
-					f.emit(s.partial[:i])
+					f.emit(s.prefix, s.partial[:i])
 					s.partial = s.partial[i+1:]
 				}
 				if len(s.partial) > maxConsoleLine {
-					f.emit(s.partial)
+					f.emit(s.prefix, s.partial)
 					s.partial = nil
 				}
 				if err != nil || n == 0 {
@@ -90,7 +99,7 @@ func (f *consoleFollower) run() {
 				}
 			}
 			if final && len(s.partial) > 0 {
-				f.emit(s.partial)
+				f.emit(s.prefix, s.partial)
 				s.partial = nil
 			}
 		}
@@ -113,13 +122,13 @@ func (f *consoleFollower) run() {
 
 const maxConsoleLine = 16 << 10
 
-func (f *consoleFollower) emit(raw []byte) {
+func (f *consoleFollower) emit(prefix string, raw []byte) {
 	line := CleanConsoleLine(string(raw))
 	if strings.TrimSpace(line) == "" {
 		return
 	}
 	f.lines++
-	io.WriteString(f.out, line+"\n")
+	io.WriteString(f.out, prefix+line+"\n")
 }
 
 var escapes = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>78cDEHM])`)

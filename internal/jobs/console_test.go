@@ -72,3 +72,42 @@ func TestConsoleFollower(t *testing.T) {
 		t.Errorf("followed %q", got)
 	}
 }
+
+// TestConsoleFollowerVMs: two VMs of one run write at once; the second's
+// lines are marked, so the interleaved consoles can be told apart.
+func TestConsoleFollowerVMs(t *testing.T) {
+	dir := t.TempDir()
+	var logs []*os.File
+	for _, name := range []string{"vouch-vm-1", "vouch-vm-2"} {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, name, "serial.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		logs = append(logs, f)
+	}
+	var out lockedBuffer
+	f := followConsoles(dir, &out)
+	logs[0].WriteString("first: BdsDxe\r\n")
+	logs[1].WriteString("second: BdsDxe\r\n")
+	logs[0].WriteString("first: GRUB\r\n")
+	logs[1].WriteString("second: GRUB\r\n")
+	if n := f.stop(); n != 4 {
+		t.Errorf("%d lines followed, want 4", n)
+	}
+	got := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var first, second []string
+	for _, l := range got {
+		if rest, ok := strings.CutPrefix(l, "[vm 2] "); ok {
+			second = append(second, rest)
+		} else {
+			first = append(first, l)
+		}
+	}
+	if strings.Join(first, "|") != "first: BdsDxe|first: GRUB" || strings.Join(second, "|") != "second: BdsDxe|second: GRUB" {
+		t.Errorf("followed %q: want the first VM's lines as they are and the second's marked [vm 2]", got)
+	}
+}
