@@ -215,6 +215,11 @@ func Run(t *testing.T, open Open) {
 		if len(narrow) != 2 || narrow[1].ID != "h3" || narrow[1].BootChain != "c" || narrow[1].Hostname != "" {
 			t.Fatalf("narrow state hosts = %+v", narrow)
 		}
+		un, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{FirmwareState: "fw1", BootChain: "c"}}, Narrow: true, Unordered: true})
+		sort.Slice(un, func(i, j int) bool { return un[i].ID < un[j].ID })
+		if !reflect.DeepEqual(un, narrow) {
+			t.Fatalf("unordered state hosts = %+v", un)
+		}
 		rec, _ := s.Hosts(ctx, store.Filter{Recent: true, Limit: 1, Reported: true})
 		if len(rec) != 1 || rec[0].ID != "h3" {
 			t.Fatalf("most recent = %+v", rec)
