@@ -167,10 +167,18 @@ type Outcome struct {
 // analysis of `vouch secureboot --dbx-update/--sbat-level`, the gate of
 // `vouch gate` for a shim package, and db additions as --db-cert does.
 func (e *Evaluator) Judge(m *Machine, c *secureboot.Change) Outcome {
+	return e.judge(m, nil, c)
+}
+
+// judge is Judge with the machine's analysis when the caller has it (a
+// State's Report: the same engine on the same blobs).
+func (e *Evaluator) judge(m *Machine, r *secureboot.Report, c *secureboot.Change) Outcome {
 	if m.Firmware == nil {
 		return Outcome{Reason: "firmware state unknown (the agent read no UEFI variables): not judged"}
 	}
-	r := e.Analyze(m)
+	if r == nil {
+		r = e.Analyze(m)
+	}
 	o := Outcome{Known: true, BootsBefore: r.Transition.BootsToday, BootsAfter: r.Transition.BootsToday}
 	var reasons []string
 	fw := m.Firmware
@@ -300,7 +308,8 @@ func (s *Service) WhatIf(ctx context.Context, c *secureboot.Change, q Query) (*W
 		if m, err := s.Eval.Machine(ctx, p); err != nil {
 			o = Outcome{Reason: err.Error()}
 		} else {
-			o = s.Eval.Judge(m, c)
+			// Its state's analysis is done (Prepare): judge the change only.
+			o = s.Eval.judge(m, s.Eval.State(ctx, p).Report, c)
 		}
 		omu.Lock()
 		outcomes[p] = o
