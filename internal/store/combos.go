@@ -61,17 +61,16 @@ func (s *sqlStore) Combos(ctx context.Context, dims []string, f Filter, perGroup
 			ts = append(ts, t)
 		}
 		sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
-		for start := 0; start < len(ts); start += 500 {
-			chunk := ts[start:min(start+500, len(ts))]
-			q := `SELECT ` + hostCols + ` FROM hosts` + w + ` AND last_seen IN (` + marks(len(chunk)) + `)`
-			a := append([]any(nil), args...)
-			for _, t := range chunk {
-				a = append(a, t)
-			}
-			hosts, err = queryAll(ctx, s, "combos", q, a, hosts, func(r *sql.Rows) (Host, error) { return scanHost(r, false) })
-			if err != nil {
-				return nil, err
-			}
+		// One statement (one pass over the hosts): maxNewestTimes
+		// parameters are within both drivers' limits.
+		q := `SELECT ` + hostCols + ` FROM hosts` + w + ` AND last_seen IN (` + marks(len(ts)) + `)`
+		a := append([]any(nil), args...)
+		for _, t := range ts {
+			a = append(a, t)
+		}
+		hosts, err = queryAll(ctx, s, "combos", q, a, hosts, func(r *sql.Rows) (Host, error) { return scanHost(r, false) })
+		if err != nil {
+			return nil, err
 		}
 		for _, h := range hosts {
 			a := idx[comboKey(hostValues(h, dims))]
@@ -104,7 +103,8 @@ func (s *sqlStore) Combos(ctx context.Context, dims []string, f Filter, perGroup
 }
 
 // maxNewestTimes bounds the distinct newest report times Combos looks up
-// by value: beyond it the hosts seen then are much of the fleet.
+// by value: beyond it the hosts seen then are much of the fleet, and the
+// statement's parameters many (SQLite allows 32766, PostgreSQL 65535).
 const maxNewestTimes = 5000
 
 func comboKey(values []string) string { return strings.Join(values, "\x00") }
