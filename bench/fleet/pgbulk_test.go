@@ -102,7 +102,8 @@ func BenchmarkPostgresMillion(b *testing.B) {
 		if w.Hosts != n {
 			b.Fatalf("what-if saw %d hosts of %d", w.Hosts, n)
 		}
-		b.Logf("%d distinct states, %d canaries", rd.DistinctStates, len(cn.Hosts))
+		b.Logf("%d distinct states, %d canaries; what-if: %d stop booting, %d keep booting, %d already not booting, %d unknown",
+			rd.DistinctStates, len(cn.Hosts), len(w.StopBooting), w.KeepBooting, len(w.AlreadyBroken), len(w.Unknown))
 	}
 }
 

@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"sort"
 	"strings"
 	"time"
 
@@ -50,6 +49,7 @@ type combo struct {
 	values []string
 	hosts  int64
 	elems  []string
+	recent []store.Host // newest first
 }
 
 // Canaries picks the smallest set of real, recently seen hosts that covers
@@ -81,28 +81,17 @@ func (s *Service) Canaries(ctx context.Context, o CanaryOptions) (*Canaries, err
 	}
 	f := o.Query.filter()
 	f.SeenSince = s.Now().Add(-o.SeenWithin)
-	groups, err := s.Store.Groups(ctx, o.Dims, f)
+	// One read gives every combination's count and its newest hosts.
+	found, err := s.Store.Combos(ctx, o.Dims, f, o.PerGroup)
 	if err != nil {
 		return nil, err
 	}
-	// Combinations (state pairs folded).
-	idx := map[string]*combo{}
-	var combos []*combo
+	combos := make([]*combo, 0, len(found))
 	var total int64
-	for _, g := range groups {
-		k := strings.Join(g.Values, "\x00")
-		c, ok := idx[k]
-		if !ok {
-			c = &combo{values: g.Values}
-			idx[k] = c
-			combos = append(combos, c)
-		}
-		c.hosts += g.Hosts
-		total += g.Hosts
+	for _, c := range found { // ordered by values
+		combos = append(combos, &combo{values: c.Values, hosts: c.Hosts, recent: c.Recent})
+		total += c.Hosts
 	}
-	sort.Slice(combos, func(i, j int) bool {
-		return strings.Join(combos[i].values, "\x00") < strings.Join(combos[j].values, "\x00")
-	})
 	// Elements each combination covers, and the demand of each element:
 	// PerGroup, or every host that has it when fewer.
 	supply := map[string]int64{}
@@ -154,29 +143,8 @@ func (s *Service) Canaries(ctx context.Context, o CanaryOptions) (*Canaries, err
 		}
 	}
 	out := &Canaries{Hosts: []Canary{}, Dims: o.Dims, Pairwise: o.Pairwise, PerGroup: o.PerGroup, Elements: len(supply), Candidates: total}
-	// The most recently seen hosts of every combination, in one query.
-	maxPick := 0
-	for _, n := range picks {
-		maxPick = max(maxPick, n)
-	}
-	recent := map[string][]store.Host{}
-	if len(order) > 0 {
-		hosts, err := s.Store.RecentByGroup(ctx, o.Dims, f, maxPick)
-		if err != nil {
-			return nil, err
-		}
-		for _, h := range hosts {
-			vals := make([]string, len(o.Dims))
-			for i, d := range o.Dims {
-				vals[i] = h.Dims[d]
-			}
-			k := strings.Join(vals, "\x00")
-			recent[k] = append(recent[k], h)
-		}
-	}
 	for _, c := range order {
-		hosts := recent[strings.Join(c.values, "\x00")]
-		for _, h := range hosts[:min(len(hosts), picks[c])] {
+		for _, h := range c.recent[:min(len(c.recent), picks[c])] {
 			dims := map[string]string{}
 			for _, d := range o.Dims {
 				dims[d] = h.Dims[d]

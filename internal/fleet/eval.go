@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"strings"
 	"sync"
 	"testing/fstest"
@@ -57,6 +58,41 @@ type Evaluator struct {
 
 	mu     sync.Mutex
 	states map[store.StatePair]*State
+
+	// blobs caches what Machine read: states share most of their blobs
+	// (one boot chain's kernels under several firmware states), a what-if
+	// rebuilds every state, and blobs never change (content-addressed).
+	blobMu    sync.Mutex
+	blobs     map[string]store.Blob
+	blobBytes int
+}
+
+// maxBlobCache bounds the cached blobs' bytes: a fleet's distinct boot
+// chains and firmware states are few, their kernels a few MiB each.
+const maxBlobCache = 256 << 20
+
+func (e *Evaluator) blob(ctx context.Context, d string) (store.Blob, error) {
+	e.blobMu.Lock()
+	b, ok := e.blobs[d]
+	e.blobMu.Unlock()
+	if ok {
+		return b, nil
+	}
+	b, err := e.Blobs.Blob(ctx, d)
+	if err != nil {
+		return b, err
+	}
+	e.blobMu.Lock()
+	if e.blobs == nil {
+		e.blobs = map[string]store.Blob{}
+	}
+	if _, ok := e.blobs[d]; !ok && e.blobBytes+len(b.Data) <= maxBlobCache {
+		b.Data = b.Data[:len(b.Data):len(b.Data)] // an append by a reader copies
+		e.blobs[d] = b
+		e.blobBytes += len(b.Data)
+	}
+	e.blobMu.Unlock()
+	return b, nil
 }
 
 // NewEvaluator returns an evaluator reading blobs from b.
@@ -68,7 +104,7 @@ func NewEvaluator(b Blobs) *Evaluator {
 func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, error) {
 	m := &Machine{}
 	if p.FirmwareState != "" {
-		b, err := e.Blobs.Blob(ctx, p.FirmwareState)
+		b, err := e.blob(ctx, p.FirmwareState)
 		if err != nil {
 			return nil, fmt.Errorf("fleet: firmware state %s: %w", p.FirmwareState, err)
 		}
@@ -82,7 +118,7 @@ func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, e
 			if err != nil {
 				return nil, fmt.Errorf("fleet: firmware state %s: %w", p.FirmwareState, err)
 			}
-			vb, err := e.Blobs.Blob(ctx, v.Digest)
+			vb, err := e.blob(ctx, v.Digest)
 			if err != nil {
 				return nil, fmt.Errorf("fleet: variable %s: %w", v.Name, err)
 			}
@@ -95,7 +131,7 @@ func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, e
 		m.Firmware = fw
 	}
 	if p.BootChain != "" {
-		b, err := e.Blobs.Blob(ctx, p.BootChain)
+		b, err := e.blob(ctx, p.BootChain)
 		if err != nil {
 			return nil, fmt.Errorf("fleet: boot chain %s: %w", p.BootChain, err)
 		}
@@ -109,7 +145,7 @@ func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, e
 			}
 			mfs := fstest.MapFS{}
 			for _, f := range files {
-				fb, err := e.Blobs.Blob(ctx, f.Digest)
+				fb, err := e.blob(ctx, f.Digest)
 				if err != nil {
 					return nil, fmt.Errorf("fleet: %s: %w", f.Path, err)
 				}
@@ -147,6 +183,40 @@ func (e *Evaluator) State(ctx context.Context, p store.StatePair) *State {
 	}
 	e.mu.Unlock()
 	return s
+}
+
+// Prepare evaluates the pairs not evaluated yet, as many at once as there
+// are CPUs: each is independent engine work (hashing every boot stage),
+// and a cold question would otherwise judge its states one by one.
+func (e *Evaluator) Prepare(ctx context.Context, pairs []store.StatePair) {
+	forEach(pairs, func(p store.StatePair) {
+		e.mu.Lock()
+		_, ok := e.states[p]
+		e.mu.Unlock()
+		if !ok {
+			e.State(ctx, p)
+		}
+	})
+}
+
+// forEach calls f on each distinct pair, GOMAXPROCS at a time.
+func forEach(pairs []store.StatePair, f func(store.StatePair)) {
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	seen := map[store.StatePair]bool{}
+	for _, p := range pairs {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f(p)
+		}()
+	}
+	wg.Wait()
 }
 
 func (e *Evaluator) evaluate(ctx context.Context, p store.StatePair) *State {

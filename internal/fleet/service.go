@@ -170,6 +170,7 @@ func (s *Service) pairs(ctx context.Context, q Query) ([]store.StatePair, map[st
 	}
 	states := map[store.StatePair]*State{}
 	var keep []store.StatePair
+	s.Eval.Prepare(ctx, groupPairs(groups))
 	for _, g := range groups {
 		st := s.Eval.State(ctx, g.State)
 		states[g.State] = st
@@ -342,6 +343,7 @@ func (s *Service) Readiness(ctx context.Context, dims []string, q Query) (*Readi
 	out := &Readiness{GroupedBy: append([]string{}, dims...), Groups: []ReadinessGroup{}}
 	idx := map[string]int{}
 	pairs := map[store.StatePair]bool{}
+	s.Eval.Prepare(ctx, groupPairs(groups))
 	for _, g := range groups {
 		st := s.Eval.State(ctx, g.State)
 		pairs[g.State] = true
@@ -400,4 +402,13 @@ func (s *Service) Host(ctx context.Context, id string) (*HostDetail, error) {
 		}
 	}
 	return d, nil
+}
+
+// groupPairs lists the state pairs of groups (repeated as they come).
+func groupPairs(groups []store.Group) []store.StatePair {
+	out := make([]store.StatePair, len(groups))
+	for i, g := range groups {
+		out[i] = g.State
+	}
+	return out
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/vouch-dev/vouch/internal/gate"
 	"github.com/vouch-dev/vouch/internal/mscerts"
@@ -165,10 +167,18 @@ type Outcome struct {
 // analysis of `vouch secureboot --dbx-update/--sbat-level`, the gate of
 // `vouch gate` for a shim package, and db additions as --db-cert does.
 func (e *Evaluator) Judge(m *Machine, c *secureboot.Change) Outcome {
+	return e.judge(m, nil, c)
+}
+
+// judge is Judge with the machine's analysis when the caller has it (a
+// State's Report: the same engine on the same blobs).
+func (e *Evaluator) judge(m *Machine, r *secureboot.Report, c *secureboot.Change) Outcome {
 	if m.Firmware == nil {
 		return Outcome{Reason: "firmware state unknown (the agent read no UEFI variables): not judged"}
 	}
-	r := e.Analyze(m)
+	if r == nil {
+		r = e.Analyze(m)
+	}
 	o := Outcome{Known: true, BootsBefore: r.Transition.BootsToday, BootsAfter: r.Transition.BootsToday}
 	var reasons []string
 	fw := m.Firmware
@@ -284,20 +294,32 @@ func (s *Service) WhatIf(ctx context.Context, c *secureboot.Change, q Query) (*W
 	w := &WhatIf{StopBooting: []string{}, AlreadyBroken: []string{}, Unknown: []string{}, Groups: []WhatIfGroup{}}
 	var listed []store.StatePair
 	perHost := q.Status == "pcr7Sealed" // the one status that depends on the host, not its state
+	// Each distinct state is judged once, several at once.
+	s.Eval.Prepare(ctx, groupPairs(groups))
+	var judge []store.StatePair
 	for _, g := range groups {
-		st := s.Eval.State(ctx, g.State)
-		if ok, _ := st.Is(q.Status, true); !ok {
-			continue
+		if ok, _ := s.Eval.State(ctx, g.State).Is(q.Status, true); ok {
+			judge = append(judge, g.State)
 		}
+	}
+	var omu sync.Mutex
+	forEach(judge, func(p store.StatePair) {
+		var o Outcome
+		if m, err := s.Eval.Machine(ctx, p); err != nil {
+			o = Outcome{Reason: err.Error()}
+		} else {
+			// Its state's analysis is done (Prepare): judge the change only.
+			o = s.Eval.judge(m, s.Eval.State(ctx, p).Report, c)
+		}
+		omu.Lock()
+		outcomes[p] = o
+		omu.Unlock()
+	})
+	w.DistinctStates = len(outcomes)
+	for _, g := range groups {
 		o, ok := outcomes[g.State]
 		if !ok {
-			if m, err := s.Eval.Machine(ctx, g.State); err != nil {
-				o = Outcome{Reason: err.Error()}
-			} else {
-				o = s.Eval.Judge(m, c)
-			}
-			outcomes[g.State] = o
-			w.DistinctStates++
+			continue // the status excludes its state
 		}
 		n := int(g.Hosts)
 		if perHost {
@@ -321,24 +343,25 @@ func (s *Service) WhatIf(ctx context.Context, c *secureboot.Change, q Query) (*W
 			listed = append(listed, g.State)
 		}
 	}
-	// The hosts to list, in ID order.
-	ids := map[store.StatePair][]string{}
+	// The hosts to list, in ID order: read in no order (one pass over the
+	// hosts rather than a sort of all listed ones in the database), then
+	// sorted here.
+	type hostPair struct {
+		id string
+		o  *Outcome
+	}
+	op := make(map[store.StatePair]*Outcome, len(listed))
+	for _, p := range listed {
+		o := outcomes[p]
+		op[p] = &o
+	}
+	var all []hostPair
 	if err := s.eachHost(ctx, q, listed, 0, func(h store.Host, p store.StatePair) {
-		ids[p] = append(ids[p], h.ID)
+		all = append(all, hostPair{h.ID, op[p]})
 	}); err != nil {
 		return nil, err
 	}
-	type hostPair struct {
-		id string
-		o  Outcome
-	}
-	var all []hostPair
-	for p, l := range ids {
-		for _, id := range l {
-			all = append(all, hostPair{id, outcomes[p]})
-		}
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
+	slices.SortFunc(all, func(a, b hostPair) int { return strings.Compare(a.id, b.id) })
 	samples := map[string][]string{}
 	for _, h := range all {
 		switch o := h.o; {
@@ -388,12 +411,14 @@ func (s *Service) WhatIf(ctx context.Context, c *secureboot.Change, q Query) (*W
 	return w, nil
 }
 
-// eachHost calls f for each host q selects whose state is in pairs (ID
-// order within each chunk of pairs; limit > 0 bounds each chunk's read).
+// eachHost calls f for each host q selects whose state is in pairs: with
+// limit > 0 the first limit hosts by ID of each chunk of pairs, in ID order;
+// without, every such host in no order.
 func (s *Service) eachHost(ctx context.Context, q Query, pairs []store.StatePair, limit int, f func(store.Host, store.StatePair)) error {
 	fl := q.filter()
 	fl.Limit = limit
 	fl.Narrow = true
+	fl.Unordered = limit == 0 // the caller sorts
 	for start := 0; start < len(pairs); start += 200 {
 		fl.States = pairs[start:min(start+200, len(pairs))]
 		hosts, err := s.Store.Hosts(ctx, fl)

@@ -573,6 +573,9 @@ func (s *sqlStore) Hosts(ctx context.Context, f Filter) ([]Host, error) {
 		from = " FROM hosts LEFT JOIN host_facts f ON f.host_id = hosts.id"
 	}
 	q := `SELECT ` + cols + from + w + ` ORDER BY id`
+	if f.Unordered && f.Limit == 0 {
+		q = `SELECT ` + cols + from + w
+	}
 	if f.Recent {
 		q = `SELECT ` + cols + from + w + ` ORDER BY last_seen DESC, id`
 	}

@@ -136,6 +136,10 @@ type Filter struct {
 	Narrow bool
 	// Recent orders by last report, newest first (then ID), instead of by ID.
 	Recent bool
+	// Unordered returns the hosts in no particular order (without Limit):
+	// a caller that sorts them itself spares the database a sort of up to
+	// every host.
+	Unordered bool
 }
 
 // StatePair is a distinct (firmware state, boot chain).
@@ -148,6 +152,16 @@ type Group struct {
 	Hosts      int64
 	PCR7Sealed int64
 }
+
+// Combo is the hosts sharing one combination of dimension values.
+type Combo struct {
+	Values []string // one per asked dimension
+	Hosts  int64
+	// Recent are its most recently seen hosts, newest first, then by ID.
+	Recent []Host
+}
+
+var errNoDims = errors.New("no dimension given")
 
 // Store is what the service keeps.
 type Store interface {
@@ -178,6 +192,10 @@ type Store interface {
 	// hosts f selects, its perGroup most recently seen hosts (then by ID),
 	// in one pass.
 	RecentByGroup(ctx context.Context, dims []string, f Filter, perGroup int) ([]Host, error)
+	// Combos counts the reported hosts f selects by combination of dims
+	// values (at least one dimension), ordered by the values, each with
+	// its perGroup most recently seen hosts (then by ID).
+	Combos(ctx context.Context, dims []string, f Filter, perGroup int) ([]Combo, error)
 	Close() error
 }
 

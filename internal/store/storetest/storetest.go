@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -214,6 +215,11 @@ func Run(t *testing.T, open Open) {
 		if len(narrow) != 2 || narrow[1].ID != "h3" || narrow[1].BootChain != "c" || narrow[1].Hostname != "" {
 			t.Fatalf("narrow state hosts = %+v", narrow)
 		}
+		un, _ := s.Hosts(ctx, store.Filter{States: []store.StatePair{{FirmwareState: "fw1", BootChain: "c"}}, Narrow: true, Unordered: true})
+		sort.Slice(un, func(i, j int) bool { return un[i].ID < un[j].ID })
+		if !reflect.DeepEqual(un, narrow) {
+			t.Fatalf("unordered state hosts = %+v", un)
+		}
 		rec, _ := s.Hosts(ctx, store.Filter{Recent: true, Limit: 1, Reported: true})
 		if len(rec) != 1 || rec[0].ID != "h3" {
 			t.Fatalf("most recent = %+v", rec)
@@ -295,6 +301,118 @@ func Run(t *testing.T, open Open) {
 		}
 		if g, _ := s.Groups(ctx, nil, store.Filter{Dims: map[string]string{store.DimPlatform: "azure"}}); len(g) != 1 || g[0].Hosts != 2 || g[0].PCR7Sealed != 1 {
 			t.Fatalf("azure groups = %+v", g)
+		}
+	})
+	t.Run("CrossingReports", func(t *testing.T) {
+		// Hosts moving between two state pairs in opposite directions at
+		// once (as two servers sharing a database see them): the
+		// materialised counts of both pairs change in every report, and
+		// no report may fail (a deadlock between the count updates), nor
+		// may the counts drift from the hosts.
+		s := open(t)
+		const n = 16
+		for i := 0; i < n; i++ {
+			enroll(t, s, fmt.Sprintf("x%02d", i), "x")
+		}
+		states := [2]string{"fw-a", "fw-b"}
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				id := fmt.Sprintf("x%02d", i)
+				dims := map[string]string{store.DimPlatform: fmt.Sprintf("p%d", i%3), store.DimLabel: "l"}
+				for k := 0; k < 12; k++ {
+					r := report(id, k, states[(i+k)%2], "c", dims)
+					r.PCR7Sealed = k%3 == 0
+					if err := s.PutReport(ctx, r); err != nil {
+						errs <- fmt.Errorf("host %s report %d: %w", id, k, err)
+						return
+					}
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for _, dims := range [][]string{nil, {store.DimPlatform}, {store.DimLabel}} {
+			counted, err := s.Groups(ctx, dims, store.Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			scanned, err := s.Groups(ctx, dims, store.Filter{SeenSince: time.Unix(1, 0)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(counted, scanned) {
+				t.Fatalf("Groups(%v) from the counts = %+v\nfrom the hosts = %+v", dims, counted, scanned)
+			}
+		}
+	})
+	t.Run("Combos", func(t *testing.T) {
+		// Combos equals the straightforward answer from every host: counts
+		// per combination, and its newest hosts, ties broken by ID.
+		s := open(t)
+		for i := 0; i < 60; i++ {
+			id := fmt.Sprintf("k%02d", (i*37)%60) // IDs not in report order
+			enroll(t, s, id, "k")
+			r := report(id, i%7, "fw", "c", map[string]string{store.DimPlatform: fmt.Sprintf("p%d", i%3), store.DimModel: fmt.Sprintf("m%d", i%4)})
+			if i == 59 {
+				continue // never reported
+			}
+			if err := s.PutReport(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dims := []string{store.DimPlatform, store.DimModel}
+		for _, f := range []store.Filter{{}, {SeenSince: t0.Add(3 * time.Minute)}, {Dims: map[string]string{store.DimModel: "m1"}}} {
+			for _, per := range []int{1, 2, 5} {
+				got, err := s.Combos(ctx, dims, f, per)
+				if err != nil {
+					t.Fatal(err)
+				}
+				all, err := s.Hosts(ctx, store.Filter{Reported: true, SeenSince: f.SeenSince, Dims: f.Dims})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sort.SliceStable(all, func(i, j int) bool {
+					a, b := all[i], all[j]
+					if !a.LastSeen.Equal(b.LastSeen) {
+						return a.LastSeen.After(b.LastSeen)
+					}
+					return a.ID < b.ID
+				})
+				byKey := map[string]*store.Combo{}
+				var want []store.Combo
+				var keys []string
+				for _, h := range all {
+					v := []string{h.Dims[store.DimPlatform], h.Dims[store.DimModel]}
+					k := strings.Join(v, "\x00")
+					c := byKey[k]
+					if c == nil {
+						c = &store.Combo{Values: v, Recent: []store.Host{}}
+						byKey[k] = c
+						keys = append(keys, k)
+					}
+					c.Hosts++
+					if len(c.Recent) < per {
+						c.Recent = append(c.Recent, h)
+					}
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					want = append(want, *byKey[k])
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("Combos(%+v, %d) =\n%+v\nwant\n%+v", f, per, got, want)
+				}
+			}
+		}
+		if _, err := s.Combos(ctx, nil, store.Filter{}, 1); err == nil {
+			t.Fatal("Combos with no dimension accepted")
 		}
 	})
 	t.Run("ConcurrentReports", func(t *testing.T) {
