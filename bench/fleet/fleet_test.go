@@ -2,7 +2,9 @@
 // firmware states and the fixture image, varied DMI, releases and labels)
 // enrol and report through the HTTP API as agents do, then the fleet
 // questions run. Sizes: VOUCH_BENCH_HOSTS (default 100000 on SQLite) and
-// VOUCH_BENCH_PG_HOSTS (default 100000 on PostgreSQL).
+// VOUCH_BENCH_PG_HOSTS (default 100000 on PostgreSQL); VOUCH_BENCH_AGENTS
+// concurrent agents (default 16); VOUCH_BENCH_DATA, a directory that keeps
+// the SQLite run's data (vouch.db) for BenchmarkQuestions.
 //
 //	go test -run '^$' -bench . -benchtime 1x ./bench/fleet/
 package fleet
@@ -92,7 +94,7 @@ func run(b *testing.B, s *server, hosts int) {
 	cpu0 := cpuTime()
 	mem := sampleMemory()
 	start := time.Now()
-	if err := fleetsim.Run(ctx, fleetsim.Options{Server: s.url, EnrollToken: enroll, Hosts: hosts, Workers: 16, Seed: 1, Templates: ts}, &st); err != nil {
+	if err := fleetsim.Run(ctx, fleetsim.Options{Server: s.url, EnrollToken: enroll, Hosts: hosts, Workers: hostsFromEnv("VOUCH_BENCH_AGENTS", 16), Seed: 1, Templates: ts}, &st); err != nil {
 		b.Fatal(err)
 	}
 	ingest := time.Since(start)
@@ -153,6 +155,12 @@ func cpuTime() time.Duration {
 func BenchmarkFleetSQLite(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		data := b.TempDir()
+		if d := os.Getenv("VOUCH_BENCH_DATA"); d != "" {
+			data = d // the last iteration's is kept
+			if err := os.RemoveAll(data); err != nil {
+				b.Fatal(err)
+			}
+		}
 		s := serve(b, data, "")
 		run(b, s, hostsFromEnv("VOUCH_BENCH_HOSTS", 100000))
 		if info, err := os.Stat(filepath.Join(data, "vouch.db")); err == nil {

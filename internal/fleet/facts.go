@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"regexp"
 	"sort"
 	"strings"
 	"unicode"
@@ -138,10 +137,21 @@ func inputErr(format string, args ...any) error {
 	return &InputError{Reason: fmt.Sprintf(format, args...)}
 }
 
-var hexDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
-// ValidDigest reports whether d is a lower-case hex SHA-256.
-func ValidDigest(d string) bool { return hexDigest.MatchString(d) }
+// ValidDigest reports whether d is a lower-case hex SHA-256. A loop, not a
+// regular expression: a host's digests are checked when it asks which blobs
+// are missing and again in its report, and the expression was a twentieth
+// of the server's CPU per host.
+func ValidDigest(d string) bool {
+	if len(d) != 64 {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		if c := d[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Digest is the lower-case hex SHA-256 of b.
 func Digest(b []byte) string {
