@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -106,7 +107,7 @@ func run(b *testing.B, s *server, hosts int) {
 	b.ReportMetric(m.peakHeap, "MiB-heap-peak")
 	b.Logf("memory while %d reports streamed in: RSS start %.0f MiB, peak %.0f MiB, end %.0f MiB; heap in use start %.0f MiB, peak %.0f MiB, end %.0f MiB",
 		hosts, m.startRSS, m.peakRSS, m.endRSS, m.startHeap, m.peakHeap, m.endHeap)
-	b.Logf("RSS / heap in use (MiB) at each tenth of the reports: %s", strings.Join(m.tenths, ", "))
+	b.Logf("RSS / heap in use / heap live after the last GC (MiB) at each tenth of the reports: %s", strings.Join(m.tenths, ", "))
 	cpu := cpuTime() - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(hosts), "cpu-µs/host")
 	runtime.ReadMemStats(&ms)
@@ -269,7 +270,7 @@ func sampleMemory(progress func() float64) func() memory {
 				rss, heap := read()
 				m.peakRSS, m.peakHeap = max(m.peakRSS, rss), max(m.peakHeap, heap)
 				for ; next < 10 && progress() >= float64(next)/10; next++ {
-					m.tenths = append(m.tenths, fmt.Sprintf("%d%%: %.0f/%.0f", next*10, rss, heap))
+					m.tenths = append(m.tenths, fmt.Sprintf("%d%%: %.0f/%.0f/%.0f", next*10, rss, heap, liveHeap()))
 				}
 			}
 		}
@@ -279,9 +280,17 @@ func sampleMemory(progress func() float64) func() memory {
 		<-done
 		m.endRSS, m.endHeap = read()
 		m.peakRSS, m.peakHeap = max(m.peakRSS, m.endRSS), max(m.peakHeap, m.endHeap)
-		m.tenths = append(m.tenths, fmt.Sprintf("100%%: %.0f/%.0f", m.endRSS, m.endHeap))
+		m.tenths = append(m.tenths, fmt.Sprintf("100%%: %.0f/%.0f/%.0f", m.endRSS, m.endHeap, liveHeap()))
 		return m
 	}
+}
+
+// liveHeap is the heap the last garbage collection found live (MiB): what
+// the process keeps, without the garbage between collections.
+func liveHeap() float64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return float64(s[0].Value.Uint64()) / (1 << 20)
 }
 
 func vmRSS() float64 {
