@@ -57,6 +57,81 @@ type Evaluator struct {
 
 	mu     sync.Mutex
 	states map[store.StatePair]*State
+	files  blobCache
+}
+
+// blobCacheMax bounds the bytes of the file blobs an evaluator keeps.
+const blobCacheMax = 128 << 20
+
+// blobCache keeps the file blobs (EFI binaries, kernels) the last machines
+// were built from, oldest out first, up to blobCacheMax bytes. A fleet's
+// distinct states share their boot chains (one image under several firmware
+// states): reading the same kernel back out of the database for each state
+// was nine tenths of a cold readiness. Blobs are content-addressed, so a
+// kept one is never stale; the engine only reads them.
+type blobCache struct {
+	mu    sync.Mutex
+	data  map[string][]byte
+	order []string
+	size  int
+}
+
+func (c *blobCache) get(digest string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.data[digest]
+	return b, ok
+}
+
+func (c *blobCache) put(digest string, b []byte) {
+	if len(b) > blobCacheMax/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.data[digest]; ok {
+		return
+	}
+	if c.data == nil {
+		c.data = map[string][]byte{}
+	}
+	for c.size+len(b) > blobCacheMax && len(c.order) > 0 {
+		c.size -= len(c.data[c.order[0]])
+		delete(c.data, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.data[digest] = b
+	c.order = append(c.order, digest)
+	c.size += len(b)
+}
+
+// sharedFS is a MapFS whose ReadFile returns the file's data itself, not a
+// copy: the data is a cached blob that every state sharing the boot chain
+// reads, and the engine parses binaries without writing to them (copying a
+// kernel per state was the largest part of a cold readiness after the
+// reads). fs.ReadFileFS asks for a copy; this file system is the fleet
+// evaluator's own and goes nowhere else. A pointer, as the engine keys its
+// cache by the file system's address.
+type sharedFS struct{ fstest.MapFS }
+
+func (f *sharedFS) ReadFile(name string) ([]byte, error) {
+	if m, ok := f.MapFS[name]; ok && m.Mode.IsRegular() {
+		return m.Data, nil
+	}
+	return f.MapFS.ReadFile(name)
+}
+
+// file returns a file blob's data, from the cache when it is there.
+func (e *Evaluator) file(ctx context.Context, digest string) ([]byte, error) {
+	if b, ok := e.files.get(digest); ok {
+		return b, nil
+	}
+	fb, err := e.Blobs.Blob(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	e.files.put(digest, fb.Data)
+	return fb.Data, nil
 }
 
 // NewEvaluator returns an evaluator reading blobs from b.
@@ -109,13 +184,13 @@ func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, e
 			}
 			mfs := fstest.MapFS{}
 			for _, f := range files {
-				fb, err := e.Blobs.Blob(ctx, f.Digest)
+				data, err := e.file(ctx, f.Digest)
 				if err != nil {
 					return nil, fmt.Errorf("fleet: %s: %w", f.Path, err)
 				}
-				mfs[f.Path] = &fstest.MapFile{Data: fb.Data, Mode: 0o644}
+				mfs[f.Path] = &fstest.MapFile{Data: data, Mode: 0o644}
 			}
-			return mfs, nil
+			return &sharedFS{mfs}, nil
 		}
 		if m.ESP, err = load(ch.ESP); err != nil {
 			return nil, err
