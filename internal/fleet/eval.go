@@ -57,7 +57,9 @@ type Evaluator struct {
 
 	mu     sync.Mutex
 	states map[store.StatePair]*State
-	files  blobCache
+	// running are the evaluations under way.
+	running map[store.StatePair]*running
+	files   blobCache
 }
 
 // blobCacheMax bounds the bytes of the file blobs an evaluator keeps.
@@ -208,20 +210,45 @@ func (e *Evaluator) Analyze(m *Machine) *secureboot.Report {
 }
 
 // State evaluates a distinct state once; later calls return the same answer.
+// A call for a state being evaluated waits for that evaluation (the server
+// judges the stored states at start while questions may already come).
 func (e *Evaluator) State(ctx context.Context, p store.StatePair) *State {
 	e.mu.Lock()
 	if s, ok := e.states[p]; ok {
 		e.mu.Unlock()
 		return s
 	}
+	if w, ok := e.running[p]; ok {
+		e.mu.Unlock()
+		select {
+		case <-w.done:
+			return w.s
+		case <-ctx.Done():
+			return &State{Pair: p, FirmwareTrusts: []string{}, KEKTrusts: []string{}, ShimSignedBy: []string{}, Err: ctx.Err().Error()}
+		}
+	}
+	w := &running{done: make(chan struct{})}
+	if e.running == nil {
+		e.running = map[store.StatePair]*running{}
+	}
+	e.running[p] = w
 	e.mu.Unlock()
 	s := e.evaluate(ctx, p)
 	e.mu.Lock()
 	if s.Err == "" || ctx.Err() == nil {
 		e.states[p] = s
 	}
+	delete(e.running, p)
 	e.mu.Unlock()
+	w.s = s
+	close(w.done)
 	return s
+}
+
+// running is an evaluation under way.
+type running struct {
+	done chan struct{}
+	s    *State
 }
 
 func (e *Evaluator) evaluate(ctx context.Context, p store.StatePair) *State {
