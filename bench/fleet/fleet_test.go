@@ -2,16 +2,20 @@
 // firmware states and the fixture image, varied DMI, releases and labels)
 // enrol and report through the HTTP API as agents do, then the fleet
 // questions run. Sizes: VOUCH_BENCH_HOSTS (default 100000 on SQLite) and
-// VOUCH_BENCH_PG_HOSTS (default 100000 on PostgreSQL).
+// VOUCH_BENCH_PG_HOSTS (default 100000 on PostgreSQL); VOUCH_BENCH_AGENTS
+// concurrent agents (default 64); VOUCH_BENCH_DATA, a directory that keeps
+// the SQLite run's data (vouch.db) for BenchmarkQuestions.
 //
 //	go test -run '^$' -bench . -benchtime 1x ./bench/fleet/
 package fleet
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -90,9 +94,9 @@ func run(b *testing.B, s *server, hosts int) {
 	var st fleetsim.Stats
 	var ms runtime.MemStats
 	cpu0 := cpuTime()
-	mem := sampleMemory()
+	mem := sampleMemory(func() float64 { return float64(st.Reported.Load()) / float64(hosts) })
 	start := time.Now()
-	if err := fleetsim.Run(ctx, fleetsim.Options{Server: s.url, EnrollToken: enroll, Hosts: hosts, Workers: 16, Seed: 1, Templates: ts}, &st); err != nil {
+	if err := fleetsim.Run(ctx, fleetsim.Options{Server: s.url, EnrollToken: enroll, Hosts: hosts, Workers: hostsFromEnv("VOUCH_BENCH_AGENTS", 64), Seed: 1, Templates: ts}, &st); err != nil {
 		b.Fatal(err)
 	}
 	ingest := time.Since(start)
@@ -103,6 +107,7 @@ func run(b *testing.B, s *server, hosts int) {
 	b.ReportMetric(m.peakHeap, "MiB-heap-peak")
 	b.Logf("memory while %d reports streamed in: RSS start %.0f MiB, peak %.0f MiB, end %.0f MiB; heap in use start %.0f MiB, peak %.0f MiB, end %.0f MiB",
 		hosts, m.startRSS, m.peakRSS, m.endRSS, m.startHeap, m.peakHeap, m.endHeap)
+	b.Logf("RSS / heap in use / heap live after the last GC (MiB) at each tenth of the reports: %s", strings.Join(m.tenths, ", "))
 	cpu := cpuTime() - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(hosts), "cpu-µs/host")
 	runtime.ReadMemStats(&ms)
@@ -153,6 +158,12 @@ func cpuTime() time.Duration {
 func BenchmarkFleetSQLite(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		data := b.TempDir()
+		if d := os.Getenv("VOUCH_BENCH_DATA"); d != "" {
+			data = d // the last iteration's is kept
+			if err := os.RemoveAll(data); err != nil {
+				b.Fatal(err)
+			}
+		}
 		s := serve(b, data, "")
 		run(b, s, hostsFromEnv("VOUCH_BENCH_HOSTS", 100000))
 		if info, err := os.Stat(filepath.Join(data, "vouch.db")); err == nil {
@@ -226,13 +237,17 @@ func BenchmarkQuestions(b *testing.B) {
 }
 
 // memory is the process's resident set and Go heap in use (MiB) before,
-// at most and after an ingest.
-type memory struct{ startRSS, peakRSS, endRSS, startHeap, peakHeap, endHeap float64 }
+// at most and after an ingest, and both at each tenth of it.
+type memory struct {
+	startRSS, peakRSS, endRSS, startHeap, peakHeap, endHeap float64
+	tenths                                                  []string
+}
 
 // sampleMemory samples RSS (/proc/self/status) and the heap every 100 ms
-// until the returned function is called. The server and the simulated
-// agents share the process; the agents hold one report per worker.
-func sampleMemory() func() memory {
+// until the returned function is called; progress says which part of the
+// ingest is done. The server and the simulated agents share the process;
+// the agents hold one report per worker.
+func sampleMemory(progress func() float64) func() memory {
 	read := func() (rss, heap float64) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -246,6 +261,7 @@ func sampleMemory() func() memory {
 		defer close(done)
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
+		next := 1
 		for {
 			select {
 			case <-stop:
@@ -253,6 +269,9 @@ func sampleMemory() func() memory {
 			case <-t.C:
 				rss, heap := read()
 				m.peakRSS, m.peakHeap = max(m.peakRSS, rss), max(m.peakHeap, heap)
+				for ; next < 10 && progress() >= float64(next)/10; next++ {
+					m.tenths = append(m.tenths, fmt.Sprintf("%d%%: %.0f/%.0f/%.0f", next*10, rss, heap, liveHeap()))
+				}
 			}
 		}
 	}()
@@ -261,8 +280,17 @@ func sampleMemory() func() memory {
 		<-done
 		m.endRSS, m.endHeap = read()
 		m.peakRSS, m.peakHeap = max(m.peakRSS, m.endRSS), max(m.peakHeap, m.endHeap)
+		m.tenths = append(m.tenths, fmt.Sprintf("100%%: %.0f/%.0f/%.0f", m.endRSS, m.endHeap, liveHeap()))
 		return m
 	}
+}
+
+// liveHeap is the heap the last garbage collection found live (MiB): what
+// the process keeps, without the garbage between collections.
+func liveHeap() float64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return float64(s[0].Value.Uint64()) / (1 << 20)
 }
 
 func vmRSS() float64 {

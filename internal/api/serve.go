@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vouch-dev/vouch/internal/fleet"
 	"github.com/vouch-dev/vouch/internal/store"
 )
 
@@ -67,6 +68,18 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Routes != nil {
 		o.Routes(srv)
 	}
+	// Each distinct state is judged once per process. Judge the stored ones
+	// now, in the background, so that the first readiness after a start
+	// answers from memory (under a millisecond for 100,000 hosts, where
+	// judging their 7 states took 0.3-0.5 s). Done before the store closes.
+	warm := make(chan struct{})
+	go func() {
+		defer close(warm)
+		if _, err := srv.Fleet.Readiness(ctx, nil, fleet.Query{}); err != nil && ctx.Err() == nil {
+			srv.Log.Warn("judging the stored states at start", "err", err)
+		}
+	}()
+	defer func() { <-warm }()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: nil}
 	if o.Log != nil {

@@ -58,41 +58,84 @@ type Evaluator struct {
 
 	mu     sync.Mutex
 	states map[store.StatePair]*State
-
-	// blobs caches what Machine read: states share most of their blobs
-	// (one boot chain's kernels under several firmware states), a what-if
-	// rebuilds every state, and blobs never change (content-addressed).
-	blobMu    sync.Mutex
-	blobs     map[string]store.Blob
-	blobBytes int
+	// running are the evaluations under way.
+	running map[store.StatePair]*running
+	files   blobCache
 }
 
-// maxBlobCache bounds the cached blobs' bytes: a fleet's distinct boot
-// chains and firmware states are few, their kernels a few MiB each.
-const maxBlobCache = 256 << 20
+// blobCacheMax bounds the bytes of the blobs an evaluator keeps.
+const blobCacheMax = 128 << 20
 
-func (e *Evaluator) blob(ctx context.Context, d string) (store.Blob, error) {
-	e.blobMu.Lock()
-	b, ok := e.blobs[d]
-	e.blobMu.Unlock()
-	if ok {
+// blobCache keeps the blobs (state documents, variables, EFI binaries,
+// kernels) the last machines were built from, oldest out first, up to blobCacheMax bytes. A fleet's
+// distinct states share their boot chains (one image under several firmware
+// states): reading the same kernel back out of the database for each state
+// was nine tenths of a cold readiness. Blobs are content-addressed, so a
+// kept one is never stale; the engine only reads them.
+type blobCache struct {
+	mu    sync.Mutex
+	data  map[string][]byte
+	order []string
+	size  int
+}
+
+func (c *blobCache) get(digest string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.data[digest]
+	return b, ok
+}
+
+func (c *blobCache) put(digest string, b []byte) {
+	if len(b) > blobCacheMax/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.data[digest]; ok {
+		return
+	}
+	if c.data == nil {
+		c.data = map[string][]byte{}
+	}
+	for c.size+len(b) > blobCacheMax && len(c.order) > 0 {
+		c.size -= len(c.data[c.order[0]])
+		delete(c.data, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.data[digest] = b
+	c.order = append(c.order, digest)
+	c.size += len(b)
+}
+
+// sharedFS is a MapFS whose ReadFile returns the file's data itself, not a
+// copy: the data is a cached blob that every state sharing the boot chain
+// reads, and the engine parses binaries without writing to them (copying a
+// kernel per state was the largest part of a cold readiness after the
+// reads). fs.ReadFileFS asks for a copy; this file system is the fleet
+// evaluator's own and goes nowhere else. A pointer, as the engine keys its
+// cache by the file system's address.
+type sharedFS struct{ fstest.MapFS }
+
+func (f *sharedFS) ReadFile(name string) ([]byte, error) {
+	if m, ok := f.MapFS[name]; ok && m.Mode.IsRegular() {
+		return m.Data, nil
+	}
+	return f.MapFS.ReadFile(name)
+}
+
+// file returns a blob's data, from the cache when it is there; callers
+// only read it.
+func (e *Evaluator) file(ctx context.Context, digest string) ([]byte, error) {
+	if b, ok := e.files.get(digest); ok {
 		return b, nil
 	}
-	b, err := e.Blobs.Blob(ctx, d)
+	fb, err := e.Blobs.Blob(ctx, digest)
 	if err != nil {
-		return b, err
+		return nil, err
 	}
-	e.blobMu.Lock()
-	if e.blobs == nil {
-		e.blobs = map[string]store.Blob{}
-	}
-	if _, ok := e.blobs[d]; !ok && e.blobBytes+len(b.Data) <= maxBlobCache {
-		b.Data = b.Data[:len(b.Data):len(b.Data)] // an append by a reader copies
-		e.blobs[d] = b
-		e.blobBytes += len(b.Data)
-	}
-	e.blobMu.Unlock()
-	return b, nil
+	e.files.put(digest, fb.Data)
+	return fb.Data, nil
 }
 
 // NewEvaluator returns an evaluator reading blobs from b.
@@ -104,12 +147,12 @@ func NewEvaluator(b Blobs) *Evaluator {
 func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, error) {
 	m := &Machine{}
 	if p.FirmwareState != "" {
-		b, err := e.blob(ctx, p.FirmwareState)
+		b, err := e.file(ctx, p.FirmwareState)
 		if err != nil {
 			return nil, fmt.Errorf("fleet: firmware state %s: %w", p.FirmwareState, err)
 		}
 		var st FirmwareState
-		if err := json.Unmarshal(b.Data, &st); err != nil {
+		if err := json.Unmarshal(b, &st); err != nil {
 			return nil, fmt.Errorf("fleet: firmware state %s: %w", p.FirmwareState, err)
 		}
 		var vars []efi.Variable
@@ -118,11 +161,11 @@ func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, e
 			if err != nil {
 				return nil, fmt.Errorf("fleet: firmware state %s: %w", p.FirmwareState, err)
 			}
-			vb, err := e.blob(ctx, v.Digest)
+			vb, err := e.file(ctx, v.Digest)
 			if err != nil {
 				return nil, fmt.Errorf("fleet: variable %s: %w", v.Name, err)
 			}
-			vars = append(vars, efi.Variable{Name: v.Name, GUID: g, Attributes: efi.Attributes(v.Attributes), Data: vb.Data})
+			vars = append(vars, efi.Variable{Name: v.Name, GUID: g, Attributes: efi.Attributes(v.Attributes), Data: vb[:len(vb):len(vb)]})
 		}
 		fw, err := secureboot.FromVars(efi.NewVarSet("firmware state "+p.FirmwareState[:12], vars))
 		if err != nil {
@@ -131,12 +174,12 @@ func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, e
 		m.Firmware = fw
 	}
 	if p.BootChain != "" {
-		b, err := e.blob(ctx, p.BootChain)
+		b, err := e.file(ctx, p.BootChain)
 		if err != nil {
 			return nil, fmt.Errorf("fleet: boot chain %s: %w", p.BootChain, err)
 		}
 		var ch bootChain
-		if err := json.Unmarshal(b.Data, &ch); err != nil {
+		if err := json.Unmarshal(b, &ch); err != nil {
 			return nil, fmt.Errorf("fleet: boot chain %s: %w", p.BootChain, err)
 		}
 		load := func(files []File) (fs.FS, error) {
@@ -145,13 +188,13 @@ func (e *Evaluator) Machine(ctx context.Context, p store.StatePair) (*Machine, e
 			}
 			mfs := fstest.MapFS{}
 			for _, f := range files {
-				fb, err := e.blob(ctx, f.Digest)
+				data, err := e.file(ctx, f.Digest)
 				if err != nil {
 					return nil, fmt.Errorf("fleet: %s: %w", f.Path, err)
 				}
-				mfs[f.Path] = &fstest.MapFile{Data: fb.Data, Mode: 0o644}
+				mfs[f.Path] = &fstest.MapFile{Data: data, Mode: 0o644}
 			}
-			return mfs, nil
+			return &sharedFS{mfs}, nil
 		}
 		if m.ESP, err = load(ch.ESP); err != nil {
 			return nil, err
@@ -169,19 +212,38 @@ func (e *Evaluator) Analyze(m *Machine) *secureboot.Report {
 }
 
 // State evaluates a distinct state once; later calls return the same answer.
+// A call for a state being evaluated waits for that evaluation (the server
+// judges the stored states at start while questions may already come).
 func (e *Evaluator) State(ctx context.Context, p store.StatePair) *State {
 	e.mu.Lock()
 	if s, ok := e.states[p]; ok {
 		e.mu.Unlock()
 		return s
 	}
+	if w, ok := e.running[p]; ok {
+		e.mu.Unlock()
+		select {
+		case <-w.done:
+			return w.s
+		case <-ctx.Done():
+			return &State{Pair: p, FirmwareTrusts: []string{}, KEKTrusts: []string{}, ShimSignedBy: []string{}, Err: ctx.Err().Error()}
+		}
+	}
+	w := &running{done: make(chan struct{})}
+	if e.running == nil {
+		e.running = map[store.StatePair]*running{}
+	}
+	e.running[p] = w
 	e.mu.Unlock()
 	s := e.evaluate(ctx, p)
 	e.mu.Lock()
 	if s.Err == "" || ctx.Err() == nil {
 		e.states[p] = s
 	}
+	delete(e.running, p)
 	e.mu.Unlock()
+	w.s = s
+	close(w.done)
 	return s
 }
 
@@ -217,6 +279,12 @@ func forEach(pairs []store.StatePair, f func(store.StatePair)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// running is an evaluation under way.
+type running struct {
+	done chan struct{}
+	s    *State
 }
 
 func (e *Evaluator) evaluate(ctx context.Context, p store.StatePair) *State {

@@ -54,7 +54,7 @@ func (s *sqlStore) Templates(ctx context.Context) ([]Template, error) {
 
 func (s *sqlStore) DeleteTemplate(ctx context.Context, name string) error {
 	defer s.lockWrite()()
-	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM job_templates WHERE name = ?`), name)
+	res, err := s.writer().ExecContext(ctx, s.q(`DELETE FROM job_templates WHERE name = ?`), name)
 	if err != nil {
 		return wrap("delete template", err)
 	}

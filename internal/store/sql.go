@@ -35,6 +35,8 @@ type sqlStore struct {
 	// wmu serialises writes when the database has one writer (SQLite):
 	// waiting on a Go mutex is fast, SQLite's busy handler sleeps.
 	wmu *sync.Mutex
+	// wconn is SQLite's one writing connection (see writeConn).
+	wconn *sql.Conn
 	// batch groups the hot writes into shared transactions (SQLite);
 	// stmts are statements prepared once.
 	batch  *batcher
@@ -60,6 +62,9 @@ func (s *sqlStore) Driver() string { return s.d.name }
 func (s *sqlStore) Close() error {
 	if s.batch != nil {
 		s.batch.close()
+	}
+	if s.wconn != nil {
+		s.wconn.Close()
 	}
 	s.stmtMu.Lock()
 	for _, st := range s.stmts {
@@ -169,7 +174,13 @@ func stripComments(s string) string {
 
 func (s *sqlStore) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	defer s.lockWrite()()
-	tx, err := s.db.BeginTx(ctx, nil)
+	var tx *sql.Tx
+	var err error
+	if s.wconn != nil {
+		tx, err = s.wconn.BeginTx(ctx, nil)
+	} else {
+		tx, err = s.db.BeginTx(ctx, nil)
+	}
 	if err != nil {
 		return err
 	}
@@ -234,7 +245,7 @@ func wrap(op string, err error) error {
 
 func (s *sqlStore) CreateToken(ctx context.Context, t Token) error {
 	defer s.lockWrite()()
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO tokens (hash, role, host_id, note, created_at) VALUES (?, ?, ?, ?, ?)`),
+	_, err := s.writer().ExecContext(ctx, s.q(`INSERT INTO tokens (hash, role, host_id, note, created_at) VALUES (?, ?, ?, ?, ?)`),
 		t.Hash, t.Role, t.HostID, t.Note, t.CreatedAt.Unix())
 	if err != nil && s.d.isUnique(err) {
 		return ErrExists
@@ -342,9 +353,18 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+// writer is where a write outside a transaction goes (under lockWrite):
+// SQLite's writing connection, else the pool.
+func (s *sqlStore) writer() execer {
+	if s.wconn != nil {
+		return s.wconn
+	}
+	return s.db
+}
+
 func (s *sqlStore) PutBlob(ctx context.Context, b Blob) error {
 	defer s.lockWrite()()
-	err := s.putBlob(ctx, s.db, b)
+	err := s.putBlob(ctx, s.writer(), b)
 	if err == nil {
 		s.remember(b.Digest)
 	}
@@ -377,6 +397,9 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 			}
 		}
 		for _, b := range r.Blobs {
+			if _, ok := s.known.Load(b.Digest); ok {
+				continue // committed before: the insert would do nothing
+			}
 			if _, err := s.txExec(ctx, tx, `INSERT INTO blobs (digest, kind, size, data, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 				b.Digest, b.Kind, len(b.Data), b.Data, time.Now().Unix()); err != nil {
 				return err
@@ -399,13 +422,22 @@ func (s *sqlStore) PutReport(ctx context.Context, r Report) error {
 		if err != nil || prev == r.Digest {
 			return err
 		}
-		if err := s.txQueryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM host_reports WHERE host_id = ?`, r.HostID).Scan(&seq); err != nil {
-			return err
+		// A host's first report (no digest stored yet) starts its history:
+		// no need to look for the last entry.
+		if prev != "" {
+			if err := s.txQueryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM host_reports WHERE host_id = ?`, r.HostID).Scan(&seq); err != nil {
+				return err
+			}
 		}
 		_, err = s.txExec(ctx, tx, `INSERT INTO host_reports (host_id, received_at, seq, report_digest, firmware_state, boot_chain) VALUES (?, ?, ?, ?, ?, ?)`,
 			r.HostID, r.ReceivedAt.Unix(), seq+1, r.Digest, r.FirmwareState, r.BootChain)
 		return err
 	})
+	if err == nil {
+		for _, b := range r.Blobs {
+			s.remember(b.Digest)
+		}
+	}
 	return wrap("put report", err)
 }
 
@@ -463,7 +495,7 @@ func b2i(b bool) int {
 
 func (s *sqlStore) Seen(ctx context.Context, hostID, digest string, at time.Time) error {
 	unlock := s.lockWrite()
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE hosts SET last_seen = ? WHERE id = ? AND report_digest = ? AND report_digest <> ''`), at.Unix(), hostID, digest)
+	res, err := s.writer().ExecContext(ctx, s.q(`UPDATE hosts SET last_seen = ? WHERE id = ? AND report_digest = ? AND report_digest <> ''`), at.Unix(), hostID, digest)
 	unlock()
 	if err != nil {
 		return wrap("seen", err)

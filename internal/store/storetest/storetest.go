@@ -448,4 +448,75 @@ func Run(t *testing.T, open Open) {
 			}
 		}
 	})
+	t.Run("ConcurrentFailures", func(t *testing.T) {
+		// Writes that fail half-way (the host row inserted, then its
+		// credential refused as a duplicate), reports naming a blob never
+		// uploaded and reports of unknown hosts, among good writes at
+		// once (SQLite commits them together): each failing write leaves
+		// nothing, every other one lands.
+		s := open(t)
+		enroll(t, s, "taken", "x")
+		const n = 30
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				id := fmt.Sprintf("f%02d", i)
+				switch i % 3 {
+				case 0:
+					errs[i] = s.Enroll(ctx, store.Host{ID: id, Hostname: id, EnrolledAt: t0}, store.Token{Hash: hash("cred-taken"), CreatedAt: t0})
+				case 1:
+					r := report("taken", i, "fw", "chain", nil)
+					r.Needs = []string{digest([]byte(id))}
+					errs[i] = s.PutReport(ctx, r)
+				default:
+					if errs[i] = s.Enroll(ctx, store.Host{ID: id, Hostname: id, EnrolledAt: t0}, store.Token{Hash: hash("cred-" + id), CreatedAt: t0}); errs[i] == nil {
+						errs[i] = s.PutReport(ctx, report(id, 1, "fw", "chain", nil))
+					}
+				}
+			}(i)
+		}
+		wg.Wait()
+		var mb *store.MissingBlobsError
+		for i, err := range errs {
+			switch i % 3 {
+			case 0:
+				if !errors.Is(err, store.ErrExists) {
+					t.Errorf("enrol with a taken credential: %v, want ErrExists", err)
+				}
+			case 1:
+				if !errors.As(err, &mb) {
+					t.Errorf("report naming a missing blob: %v, want MissingBlobsError", err)
+				}
+			default:
+				if err != nil {
+					t.Errorf("good write %d: %v", i, err)
+				}
+			}
+		}
+		if err := s.PutReport(ctx, report("nobody", 1, "fw", "chain", nil)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("report of an unknown host: %v, want ErrNotFound", err)
+		}
+		hosts, err := s.Hosts(ctx, store.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, h := range hosts {
+			got[h.ID] = h.ReportDigest
+		}
+		if len(got) != 1+n/3 || got["taken"] != "" {
+			t.Fatalf("hosts after the failures = %v", got)
+		}
+		for i := 2; i < n; i += 3 {
+			if id := fmt.Sprintf("f%02d", i); got[id] != "r-"+id+"-1" {
+				t.Errorf("host %s: report %q", id, got[id])
+			}
+		}
+		if g, _ := s.Groups(ctx, nil, store.Filter{}); len(g) != 1 || g[0].Hosts != n/3 {
+			t.Errorf("groups = %+v, want the %d good hosts", g, n/3)
+		}
+	})
 }
