@@ -24,7 +24,8 @@ import (
 // loses nothing acknowledged: the kernel still writes those pages, and the
 // next open replays the WAL (TestServeContract kills the server mid-ingest).
 // A power loss or kernel crash can lose the commits since the last
-// checkpoint, never the database's consistency. FULL (an fsync per commit)
+// checkpoint, never the database's consistency; an agent whose report was
+// lost so gets 409 on its next heartbeat and sends it again. FULL (an fsync per commit)
 // would also survive power loss, at a disk flush per batch on the writer's
 // path.
 func openSQLite(ctx context.Context, file string) (Store, error) {
