@@ -93,6 +93,10 @@ func BenchmarkPostgresMillion(b *testing.B) {
 			_, err := svc.Canaries(ctx, fleet.CanaryOptions{Dims: []string{"platform", "model", "release", "lineage", "channel"}, Pairwise: true, SeenWithin: 7 * 24 * time.Hour})
 			return err
 		})
+		timed("canaries-per-group-3", func() error {
+			_, err := svc.Canaries(ctx, fleet.CanaryOptions{Dims: []string{"platform", "model", "release", "lineage", "channel"}, PerGroup: 3, SeenWithin: 7 * 24 * time.Hour})
+			return err
+		})
 		var w *fleet.WhatIf
 		timed("whatif-dbx", func() error {
 			var err error
