@@ -160,7 +160,7 @@ func TestSelect(t *testing.T) {
 // must not count, and our own commands in sudo's log.
 func TestScanProblems(t *testing.T) {
 	log := []string{
-		"[    0.000000] Linux version 6.1.0-9-amd64",
+		"[    0.000000] Linux version 9.9.9-9-amd64",
 		"[   20.320819] platform regulatory.0: firmware: failed to load regulatory.db (-2)",
 		"[   12.000000] ------------[ cut here ]------------",
 		"[   12.000001] WARNING: CPU: 0 PID: 1 at drivers/gpu/drm/drm_fb_helper.c:1234 drm_fb_helper_damage_work+0x6a/0x90",

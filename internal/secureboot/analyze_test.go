@@ -41,8 +41,8 @@ func debianRoot(t testing.TB) fstest.MapFS {
 	return fstest.MapFS{
 		"etc/os-release":                       {Data: []byte("ID=debian\nVERSION_ID=\"12\"\n")},
 		"boot/" + filepath.Base(kernelPath(t)): {Data: k},
-		"boot/vmlinuz-6.1.0-9-amd64":           {Data: k},
-		"boot/config-6.1.0-9-amd64":            {Data: []byte("CONFIG_X=y\n")},
+		"boot/vmlinuz-1.0.0-1-amd64":           {Data: k}, // older than any real release: listed second
+		"boot/config-1.0.0-1-amd64":            {Data: []byte("CONFIG_X=y\n")},
 	}
 }
 
@@ -65,9 +65,9 @@ func TestBootPaths(t *testing.T) {
 	kernel := "boot/" + filepath.Base(kernelPath(t))
 	paths := BootPaths(debianESP(t, sh), debianRoot(t), fw.Vars)
 	want := []struct{ name, stages string }{
-		{`Boot0100 vouch \EFI\debian\shimx64.efi`, "firmware>EFI/debian/shimx64.efi[shim] shim>EFI/debian/grubx64.efi[grub] shim protocol (GRUB)>" + kernel + " shim protocol (GRUB)>boot/vmlinuz-6.1.0-9-amd64"},
+		{`Boot0100 vouch \EFI\debian\shimx64.efi`, "firmware>EFI/debian/shimx64.efi[shim] shim>EFI/debian/grubx64.efi[grub] shim protocol (GRUB)>" + kernel + " shim protocol (GRUB)>boot/vmlinuz-1.0.0-1-amd64"},
 		{`Boot0101 vouch \EFI\other\loader.efi`, "firmware>EFI/other/loader.efi[loader]"},
-		{"removable media EFI/BOOT/BOOTX64.EFI", "firmware>EFI/BOOT/BOOTX64.EFI[shim] shim>EFI/BOOT/fbx64.efi[fallback] firmware>EFI/debian/shimx64.efi[shim] shim>EFI/debian/grubx64.efi[grub] shim protocol (GRUB)>" + kernel + " shim protocol (GRUB)>boot/vmlinuz-6.1.0-9-amd64"},
+		{"removable media EFI/BOOT/BOOTX64.EFI", "firmware>EFI/BOOT/BOOTX64.EFI[shim] shim>EFI/BOOT/fbx64.efi[fallback] firmware>EFI/debian/shimx64.efi[shim] shim>EFI/debian/grubx64.efi[grub] shim protocol (GRUB)>" + kernel + " shim protocol (GRUB)>boot/vmlinuz-1.0.0-1-amd64"},
 	}
 	if len(paths) != len(want) {
 		for _, p := range paths {

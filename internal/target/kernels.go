@@ -9,7 +9,7 @@ import (
 
 // Kernels lists the kernels of a root file system: the regular files
 // boot/vmlinuz-*, as paths relative to the root, newest first by version
-// order (CompareKernelVersions: 6.1.0-10 is newer than 6.1.0-9). It is the
+// order (CompareKernelVersions: X.Y.Z-10 is newer than X.Y.Z-9). It is the
 // one kernel finder of the tree (inspect, the secure boot boot paths, the
 // gate's next stages, the baseline's kernel config).
 func Kernels(root fs.FS) []string {

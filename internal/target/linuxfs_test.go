@@ -24,7 +24,7 @@ func mkfsImage(t testing.TB, kind string) []byte {
 	}
 	os.WriteFile(filepath.Join(src, "usr/lib/os-release"), []byte("ID=debian\nVERSION_ID=12\n"), 0o644)
 	os.WriteFile(filepath.Join(src, "usr/share/zoneinfo/UTC"), []byte("TZif2"), 0o644)
-	os.WriteFile(filepath.Join(src, "boot/vmlinuz-6.1.0-1-amd64"), bytes.Repeat([]byte("k"), 5000), 0o644)
+	os.WriteFile(filepath.Join(src, "boot/vmlinuz-9.9.9-1-amd64"), bytes.Repeat([]byte("k"), 5000), 0o644)
 	os.Symlink("../usr/lib/os-release", filepath.Join(src, "etc/os-release"))
 	os.Symlink("/usr/share/zoneinfo/UTC", filepath.Join(src, "etc/localtime"))
 	img := filepath.Join(dir, "fs.img")
@@ -70,7 +70,7 @@ $
 $
 $
 boot d--755 0 0
-vmlinuz-6.1.0-1-amd64 ---644 0 0 ` + filepath.Join(src, "boot/vmlinuz-6.1.0-1-amd64") + `
+vmlinuz-9.9.9-1-amd64 ---644 0 0 ` + filepath.Join(src, "boot/vmlinuz-9.9.9-1-amd64") + `
 $
 $
 `
@@ -98,7 +98,7 @@ func TestLinuxFS(t *testing.T) {
 					t.Errorf("%s: %q, %v", name, b, err)
 				}
 			}
-			b, err := root.ReadFile("boot/vmlinuz-6.1.0-1-amd64")
+			b, err := root.ReadFile("boot/vmlinuz-9.9.9-1-amd64")
 			if err != nil || len(b) != 5000 {
 				t.Errorf("kernel: %d bytes, %v", len(b), err)
 			}

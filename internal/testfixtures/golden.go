@@ -11,14 +11,14 @@ import (
 // KernelPlaceholder stands for a Debian kernel release in golden files.
 const KernelPlaceholder = "{kernel}"
 
-// kernelRelease matches a Debian kernel release: "6.1.0-57-amd64",
-// "6.1.0-57-cloud-amd64". The ABI number moves with every kernel update.
+// kernelRelease matches a Debian kernel release: "X.Y.Z-N-amd64",
+// "X.Y.Z-N-cloud-amd64". The ABI number moves with every kernel update.
 var kernelRelease = regexp.MustCompile(`\b\d+\.\d+\.\d+-\d+(-cloud|-rt)?-(amd64|arm64)\b`)
 
 // Normalize replaces what Debian's archive changes from one month to the
 // next in text a test compares with a golden file: kernel releases (in file
-// names such as boot/vmlinuz-6.1.0-57-amd64 and package names such as
-// linux-image-6.1.0-57-amd64) become KernelPlaceholder.
+// names such as boot/vmlinuz-X.Y.Z-N-amd64 and package names such as
+// linux-image-X.Y.Z-N-amd64) become KernelPlaceholder.
 func Normalize(b []byte) []byte {
 	return kernelRelease.ReplaceAll(b, []byte(KernelPlaceholder))
 }
