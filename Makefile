@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/vouch-dev/vouch/internal/cli.version=$(VERSION)
 FIXTURES := .cache/fixtures
 
-.PHONY: all build deps fixtures test test-short demo demo-fleet lint fuzz bench clean
+.PHONY: all build deps fixtures test demo demo-fleet lint fuzz bench clean
 
 all: build
 
@@ -28,11 +28,6 @@ fixtures: deps
 test: fixtures build
 	$(GO) vet ./...
 	VOUCH_FIXTURES=$(CURDIR)/$(FIXTURES) $(GO) test -timeout 40m -count=1 ./...
-
-# The tests that need no fixtures, QEMU, OVMF, peer tools, services or network
-# (everything else is guarded by testfixtures.Long): Go alone, under two minutes.
-test-short:
-	$(GO) test -short ./...
 
 demo: deps build
 	@./scripts/fetch-debs.sh

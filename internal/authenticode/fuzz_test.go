@@ -70,7 +70,7 @@ func exercise(im *authenticode.Image, anchor *x509.Certificate) {
 // FuzzPKCS7 runs the SignedData parser alone, then the whole evaluation of
 // the bytes as the single WIN_CERTIFICATE of a small image.
 func FuzzPKCS7(f *testing.F) {
-	// Real signatures: both of Debian's dual-signed shim (not under -short).
+	// Real signatures: both of Debian's dual-signed shim.
 	if shim := testfixtures.DebSeed(f, shimDeb); shim != nil {
 		im, err := authenticode.Parse(shim)
 		if err != nil {

@@ -173,9 +173,7 @@ func FuzzSignatureLists(f *testing.F) {
 }
 
 func FuzzVarStore(f *testing.F) {
-	if !testing.Short() { // under -short testdata/fuzz holds the same seeds
-		addSeeds(f, varStoreSeeds(f))
-	}
+	addSeeds(f, varStoreSeeds(f))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseVarStore(b)
 		if err != nil {

@@ -162,11 +162,7 @@ func createReq(name, image string, props *jobs.TemplateProperties) jobs.CreateRe
 }
 
 func TestQueueLoadSQLite(t *testing.T) {
-	n := 1000
-	if testing.Short() {
-		n = 100 // the same checks, quicker
-	}
-	queueLoad(t, filepath.Join(t.TempDir(), "vouch.db"), n)
+	queueLoad(t, filepath.Join(t.TempDir(), "vouch.db"), 1000)
 }
 
 func TestQueueLoadPostgres(t *testing.T) {

@@ -329,7 +329,7 @@ func rpmLines(pkgs []Package) []string {
 const rpmdbModule = "github.com/knqyf263/go-rpmdb@v0.0.0-20210911072402-73bd0ce46c49"
 
 // centosPackages is a real CentOS 7 Berkeley DB rpm database (go-rpmdb's
-// test data; `go mod download` fetches it, so not under -short).
+// test data; `go mod download` fetches it).
 func centosPackages(t *testing.T) string {
 	t.Helper()
 	testfixtures.Long(t, testfixtures.Network)

@@ -2,12 +2,14 @@ package testfixtures
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 )
 
-// What a test can need that `go test -short` (make test-short) must not: one
-// place decides, so that the short run needs no fixtures, no QEMU, no peer
-// tools, no services and no network, and the full run (make test) runs all.
+// What a test can need beyond Go. make test has all of it: scripts/deps.sh
+// installs the Debian packages, and fixtures are built on first use. A test
+// declares its needs with Long; nothing is skipped for a missing need: the
+// test fails saying what to install.
 const (
 	// Fixtures: Debian's signed packages (scripts/fetch-debs.sh) or images
 	// built from them (scripts/build-fixtures.sh) under .cache/.
@@ -28,25 +30,29 @@ const (
 	Network = "the network"
 )
 
-// Long marks a test that needs what -short leaves out (one or more of
-// Fixtures, QEMU, OVMF, Peers, Services, Network): under -short it skips
-// the test saying what it needs; otherwise it returns and the test runs. It
-// is the only skip in the tests: in the full run nothing is skipped for a
-// missing tool or fixture (the test builds or installs it, or fails saying
-// why).
+// Long declares what a test needs (one or more of Fixtures, QEMU, OVMF,
+// Peers, Services, Network) and checks at once what one look can check: that
+// QEMU and Debian's OVMF are installed. The rest is checked where it is used
+// (Path and Deb build or fetch fixtures; pgtest, swtpm and the peers' callers
+// fail naming the package to install).
 func Long(t testing.TB, needs ...string) {
 	t.Helper()
-	if testing.Short() {
-		msg := "needs"
-		for i, n := range needs {
-			if i > 0 {
-				msg += " and"
+	for _, n := range needs {
+		switch n {
+		case QEMU:
+			if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+				t.Fatalf("needs %s: qemu-system-x86_64 is not installed (Debian's qemu-system-x86; scripts/deps.sh installs it)", n)
 			}
-			msg += " " + n
+		case OVMF:
+			if _, err := os.Stat(ovmfDir); err != nil {
+				t.Fatalf("needs %s: %v (scripts/deps.sh installs it)", n, err)
+			}
 		}
-		t.Skip(msg + ": not run under -short (make test runs it)")
 	}
 }
+
+// ovmfDir is where Debian's ovmf package puts its builds.
+var ovmfDir = "/usr/share/OVMF"
 
 // NeedFixtures is Long(t, Fixtures).
 func NeedFixtures(t testing.TB) {
@@ -54,23 +60,10 @@ func NeedFixtures(t testing.TB) {
 	Long(t, Fixtures)
 }
 
-// notShort fails a test that reaches for a fixture under -short: it should
-// have called NeedFixtures (or Long) first.
-func notShort(t testing.TB, what string) {
-	t.Helper()
-	if testing.Short() {
-		t.Fatalf("testfixtures: %s is a fixture, which -short does not build or fetch: call testfixtures.NeedFixtures(t) at the start of the test", what)
-	}
-}
-
 // DebSeed returns the content of a file of Debian's packages (as Deb) to add
-// to a fuzz test's seed corpus, or nil under -short, where the fuzz test runs
-// on its checked-in seeds (testdata/fuzz) alone.
+// to a fuzz test's seed corpus.
 func DebSeed(t testing.TB, rel string) []byte {
 	t.Helper()
-	if testing.Short() {
-		return nil
-	}
 	b, err := os.ReadFile(Deb(t, rel))
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package testfixtures
 
 import (
-	"flag"
 	"fmt"
 	"runtime"
 	"strings"
@@ -12,16 +11,12 @@ import (
 // recorder is a testing.TB that records how a helper ended the test.
 type recorder struct {
 	testing.TB
-	ended string // "fatal: ..." or "skip: ..."
+	ended string // "fatal: ..."
 }
 
 func (r *recorder) Helper() {}
 func (r *recorder) Fatalf(format string, args ...any) {
 	r.ended = "fatal: " + fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-func (r *recorder) Skip(args ...any) {
-	r.ended = "skip: " + fmt.Sprint(args...)
 	runtime.Goexit()
 }
 
@@ -38,40 +33,22 @@ func call(t *testing.T, f func(testing.TB)) string {
 	return r.ended
 }
 
-func withShort(t *testing.T, short bool) {
-	t.Helper()
-	old := flag.Lookup("test.short").Value.String()
-	if err := flag.Set("test.short", fmt.Sprint(short)); err != nil {
-		t.Fatal(err)
+// TestLongNeeds: a need that is there lets the test run; a missing one
+// fails it saying what to install (PATH and the OVMF directory pointed at
+// nothing for the second half).
+func TestLongNeeds(t *testing.T) {
+	if got := call(t, func(tb testing.TB) { Long(tb, Fixtures, QEMU, OVMF, Peers, Services, Network) }); got != "" {
+		t.Errorf("Long with everything installed: %q, want the test to run", got)
 	}
-	t.Cleanup(func() { flag.Set("test.short", old) })
-}
-
-func TestShortGuards(t *testing.T) {
-	withShort(t, true)
-	if got := call(t, func(tb testing.TB) { Long(tb, QEMU, OVMF) }); got != "skip: needs a QEMU boot and Debian's OVMF (package ovmf): not run under -short (make test runs it)" {
-		t.Errorf("Long under -short: %q", got)
+	t.Setenv("PATH", t.TempDir())
+	if got := call(t, func(tb testing.TB) { Long(tb, QEMU) }); !strings.Contains(got, "qemu-system-x86_64 is not installed") || !strings.Contains(got, "scripts/deps.sh") {
+		t.Errorf("Long without QEMU: %q", got)
 	}
-	for name, f := range map[string]func(testing.TB){
-		"Path":   func(tb testing.TB) { Path(tb, "debian.raw") },
-		"Deb":    func(tb testing.TB) { Deb(tb, "shim-signed/usr/lib/shim/shimx64.efi.signed") },
-		"Kernel": func(tb testing.TB) { Kernel(tb) },
-		"Schema": func(tb testing.TB) { Schema(tb, "spdx-2.3.schema.json") },
-	} {
-		if got := call(t, f); !strings.HasPrefix(got, "fatal: testfixtures: ") || !strings.Contains(got, "call testfixtures.NeedFixtures(t)") {
-			t.Errorf("%s under -short: %q, want a failure saying to guard the test", name, got)
-		}
-	}
-	if got := call(t, func(tb testing.TB) {
-		if DebSeed(tb, "shim-signed/usr/lib/shim/shimx64.efi.signed") != nil {
-			tb.Fatalf("a seed under -short")
-		}
-	}); got != "" {
-		t.Errorf("DebSeed under -short: %q", got)
-	}
-	withShort(t, false)
-	if got := call(t, func(tb testing.TB) { Long(tb, Fixtures) }); got != "" {
-		t.Errorf("Long without -short: %q, want the test to run", got)
+	old := ovmfDir
+	ovmfDir = t.TempDir() + "/none"
+	defer func() { ovmfDir = old }()
+	if got := call(t, func(tb testing.TB) { Long(tb, OVMF) }); !strings.HasPrefix(got, "fatal: needs Debian's OVMF") {
+		t.Errorf("Long without OVMF: %q", got)
 	}
 }
 

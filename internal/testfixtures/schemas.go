@@ -10,7 +10,6 @@ import (
 // into .cache/schemas (e.g. "spdx-2.3.schema.json"), fetching it when missing.
 func Schema(t testing.TB, name string) string {
 	t.Helper()
-	notShort(t, "schema "+name)
 	p := filepath.Join(Repo(), ".cache", "schemas", name)
 	if _, err := os.Stat(p); err == nil {
 		return p

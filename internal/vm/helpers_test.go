@@ -26,7 +26,7 @@ func needTool(t testing.TB, name, pkg string) {
 
 func needQEMU(t testing.TB) {
 	t.Helper()
-	// Every test that boots or starts QEMU begins here: not under -short.
+	// Every test that boots or starts QEMU begins here.
 	testfixtures.Long(t, testfixtures.QEMU, testfixtures.OVMF)
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	needTool(t, "qemu-img", "qemu-utils")
