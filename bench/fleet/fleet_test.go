@@ -190,12 +190,16 @@ func BenchmarkFleetPostgres(b *testing.B) {
 
 // BenchmarkQuestions times the fleet questions on a database a fleet
 // benchmark (or a real server) filled: VOUCH_BENCH_DB is a SQLite file or a
-// postgres:// URL. Each question runs on a fresh service (cold: every
-// distinct state is rebuilt and judged) and again (warm).
+// postgres:// URL; without it, a SQLite fleet of VOUCH_BENCH_HOSTS (default
+// 10,000) is enrolled through the API first. Each question runs on a fresh
+// service (cold: every distinct state is rebuilt and judged) and again (warm).
 func BenchmarkQuestions(b *testing.B) {
 	dsn := os.Getenv("VOUCH_BENCH_DB")
 	if dsn == "" {
-		b.Skip("set VOUCH_BENCH_DB to a database a fleet benchmark filled")
+		data := b.TempDir()
+		run(b, serve(b, data, ""), hostsFromEnv("VOUCH_BENCH_HOSTS", 10000))
+		dsn = filepath.Join(data, "vouch.db")
+		b.ResetTimer()
 	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, dsn)
